@@ -21,8 +21,10 @@
 //
 // # Order of effects
 //
-// A Conn reports every posted work request exactly once through Poll, in
-// posting order per queue (send queue, receive queue), including after the
-// QP entered the error state (then with StatusFlushErr). A CMEvent of kind
+// A Conn reports every receive, every signaled send and every send that
+// failed exactly once through Poll, in posting order per queue (send queue,
+// receive queue), including after the QP entered the error state (then with
+// StatusFlushErr). A successful unsignaled send completes silently, as in
+// verbs; its send-queue slot is freed by the next signaled completion. A CMEvent of kind
 // Disconnected is delivered after the QP stopped processing new work.
 package verbs

@@ -19,6 +19,11 @@ var (
 	ErrRouteResolve  = errors.New("verbs: route resolution failed")
 	ErrConnRefused   = errors.New("verbs: connection refused (no listener)")
 	ErrInvalidAccess = errors.New("verbs: invalid access")
+	// ErrInvalidWR is a work request the provider refuses at post time
+	// (too many SGEs, unknown opcode), like ibv_post_send's EINVAL.
+	ErrInvalidWR = errors.New("verbs: invalid work request")
+	// ErrMalformed is a sysfs attribute that does not parse.
+	ErrMalformed = errors.New("verbs: malformed sysfs attribute")
 )
 
 // RejectError is a CM REJ received in answer to a connection request.

@@ -108,6 +108,29 @@ type DialParams struct {
 	MaxSendSGE int
 }
 
+// ackTimeoutUnit is the IB local ACK timeout unit: the timeout is
+// 4.096 µs × 2^exponent (IBTA C9-140 / ibv_qp_attr.timeout).
+const ackTimeoutUnit = 4096 * time.Nanosecond
+
+// maxAckTimeout is the largest ACK timeout exponent (a 5-bit field).
+const maxAckTimeout = 31
+
+// AckTimeoutDuration converts an ACK timeout exponent into a duration
+// (4.096 µs × 2^exp); exponents above 31 are clamped.
+func AckTimeoutDuration(exp uint8) time.Duration {
+	if exp > maxAckTimeout {
+		exp = maxAckTimeout
+	}
+	return ackTimeoutUnit << exp
+}
+
+// RetryBudget is how long an RC requester keeps retransmitting an
+// unanswered request before it completes with StatusRetryExcErr: the first
+// transmission plus retryCount retries, each waiting one ACK timeout.
+func RetryBudget(retryCount, ackTimeout uint8) time.Duration {
+	return (time.Duration(retryCount) + 1) * AckTimeoutDuration(ackTimeout)
+}
+
 // Conn is one RC queue pair with its connection-manager identity.
 //
 // The data-path methods follow the package's concurrency contract: one
