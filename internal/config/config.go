@@ -118,7 +118,7 @@ const (
 	defaultFastIOFailTmo     = 15 * time.Second
 	defaultDevLossTmo        = 600 * time.Second
 	defaultHeartbeatInterval = 250 * time.Millisecond
-	defaultHeartbeatTimeout  = time.Second
+	defaultHeartbeatTimeout  = 500 * time.Millisecond
 	defaultAckTimeout        = 14 // ≈ 67ms per try (research/srp-protocol.md §2.7)
 	defaultRetryCount        = 7
 	defaultHoldDown          = 5 * time.Second
