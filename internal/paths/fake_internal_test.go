@@ -293,6 +293,7 @@ func TestSelectorsSpread(t *testing.T) {
 	for _, sel := range []Selector{SelectRoundRobin, SelectQueueLength, SelectServiceTime} {
 		t.Run(sel.String(), func(t *testing.T) {
 			pol := DefaultPolicy()
+			pol.Grouping = GroupMultibus // selectors choose within a group
 			pol.Selector = sel
 			r := newFakeRig(t, pol)
 			r.addPath("a", 0)
@@ -311,7 +312,9 @@ func TestSelectorsSpread(t *testing.T) {
 }
 
 func TestServiceTimePrefersFastPath(t *testing.T) {
-	r := newFakeRig(t, DefaultPolicy())
+	pol := DefaultPolicy()
+	pol.Grouping = GroupMultibus // selectors choose within a group
+	r := newFakeRig(t, pol)
 	r.addPath("slow", 0)
 	r.addPath("fast", 0)
 	// Teach the EWMAs: slow answers after 10 ms, fast at once.
