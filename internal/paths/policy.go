@@ -230,9 +230,9 @@ type Policy struct {
 	MaxReconnectsPerTarget int
 }
 
-// DefaultPolicy returns dm-multipath's usual defaults (failover grouping is
-// replaced by multibus, as for an active/active SRP target), service-time,
-// immediate failback, queueing without a path, and ib_srp's timers.
+// DefaultPolicy returns dm-multipath's defaults (failover grouping,
+// service-time), immediate failback, queueing without a path, ib_srp's
+// timers and our heartbeat. internal/config has the same defaults.
 func DefaultPolicy() Policy {
 	return Policy{
 		Grouping:               GroupFailover,
