@@ -482,7 +482,11 @@ type MADAddr struct {
 // it in pure Go (internal/srp).
 type MADPort interface {
 	// Send sends one MAD and waits up to timeout for a matching response
-	// (same transaction ID), which it returns.
+	// (same transaction ID), which it returns. A response MAD (method with
+	// the R bit 0x80 set, e.g. the ReportResp that acknowledges a trap
+	// Report) expects no answer: Send returns (nil, nil) once it is sent.
+	// The answer to an SA GetTable comes as the MAD layer reassembled it
+	// from its RMPP segments, so it may be longer than 256 bytes.
 	Send(ctx context.Context, mad []byte, to MADAddr, timeout time.Duration) ([]byte, error)
 	// Recv receives one unsolicited MAD (a trap Report).
 	Recv(ctx context.Context) (mad []byte, from MADAddr, err error)

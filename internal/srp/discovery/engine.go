@@ -152,9 +152,8 @@ type known struct {
 type workKind uint8
 
 const (
-	workFull workKind = iota + 1
-	workGID
-	workLID
+	workGID workKind = iota + 1 // trap 64: scan the port with this GID
+	workLID                     // trap 144: scan the port with this LID
 )
 
 type workItem struct {
@@ -333,11 +332,7 @@ func (e *Engine) loop(ctx context.Context, ports []openPort, byRef map[PortRef]*
 		case ev := <-e.async:
 			e.onAsync(ctx, ev, byRef, full)
 		case w := <-e.work:
-			if w.kind == workFull {
-				all()
-			} else {
-				queue = append(queue, w)
-			}
+			queue = append(queue, w)
 		case <-e.rescan:
 			all()
 		case <-e.tick:
@@ -539,19 +534,22 @@ func (e *Engine) receiveReports(ctx context.Context, p *openPort) {
 	}
 }
 
-// onReport acknowledges a Report with a ReportResp (the body echoed, as
-// srp_daemon does) and acts on its Notice.
+// onReport acts on a Report's Notice, then acknowledges it with a
+// ReportResp (the body echoed, as srp_daemon does). The event goes first so
+// that trap 65 never waits for a send.
 func (e *Engine) onReport(ctx context.Context, p *openPort, b []byte, from verbs.MADAddr) {
 	m, err := mad.DecodeSA(b)
 	if err != nil || m.Method != mad.MethodReport || m.AttrID != mad.AttrNotice {
 		e.log.Debug("discovery: ignoring unsolicited MAD", "port", p.ref.String(), "err", err)
 		return
 	}
-	resp := m
-	resp.Method = mad.MethodReportResp
-	if _, err := p.mp.Send(ctx, resp.Marshal(), from, e.opts.MADTimeout); err != nil {
-		e.log.Info("discovery: ReportResp not sent", "port", p.ref.String(), "err", err)
-	}
+	defer func() {
+		resp := m
+		resp.Method = mad.MethodReportResp
+		if _, err := p.mp.Send(ctx, resp.Marshal(), from, e.opts.MADTimeout); err != nil {
+			e.log.Info("discovery: ReportResp not sent", "port", p.ref.String(), "err", err)
+		}
+	}()
 	n, err := mad.DecodeNotice(m.Data)
 	if err != nil || !n.IsGeneric {
 		e.log.Info("discovery: bad notice", "port", p.ref.String(), "err", err)

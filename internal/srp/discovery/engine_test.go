@@ -3,6 +3,7 @@ package discovery
 import (
 	"context"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -177,8 +178,11 @@ func TestEngineTrap64Login(t *testing.T) {
 	if len(tgt.Sessions()) != 1 {
 		t.Fatalf("target sessions %v", tgt.Sessions())
 	}
-	if h.sms[0].ReportResps() < 1 {
-		t.Fatalf("the Report was not acknowledged")
+	// The ReportResp follows the event on the engine's report goroutine.
+	for deadline := time.Now().Add(watchdog); h.sms[0].ReportResps() < 1; runtime.Gosched() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the Report was not acknowledged")
+		}
 	}
 }
 

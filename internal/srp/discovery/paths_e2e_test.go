@@ -19,7 +19,8 @@ import (
 )
 
 // Done-when: trap 65 for a target GID moves its paths to blocked within
-// 10 ms of simulated time while I/O continues on the other path. The whole
+// 10 ms of simulated time while I/O continues on the other path, with no
+// I/O error (the blocked path's in-flight reads are reissued). The whole
 // stack runs for real in a synctest bubble: the simulated subnet with its
 // SMs and DM agents, an srptest target on both of its ports, the
 // discovery engine, and a paths.Device with one queue thread reading
@@ -117,7 +118,10 @@ func TestTrap65BlocksPathsWhileIOContinues(t *testing.T) {
 		}
 
 		gone := time.Now()
-		must(t, h.sms[0].SetInService(sim.PortRef{Device: "tgt", Port: 1}, false))
+		// The target's port 1 cable is pulled: its RC traffic is lost (the
+		// QPs would notice only after their retry budget, seconds) and the
+		// SM sends trap 65 for its GID.
+		must(t, h.f.SetPortUp(sim.PortRef{Device: "tgt", Port: 1}, false))
 		<-blocked
 		p1 := pathStatus("ini:1")
 		if p1.State != fsm.Blocked {
@@ -235,8 +239,10 @@ func (r *reader) run(stop <-chan struct{}) {
 				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
 			}
 		}
-		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.waker.c)},
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stop)})
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(r.waker.c)})
+		if r.active {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(stop)})
+		}
 		if at, ok := r.q.NextDeadline(); ok {
 			tm := time.NewTimer(time.Until(at))
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(tm.C)})

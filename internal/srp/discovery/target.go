@@ -3,6 +3,7 @@ package discovery
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -200,3 +201,41 @@ func gidFrom(prefix, guid uint64) verbs.GID {
 const defaultPKey = 0xffff
 
 var be = binary.BigEndian
+
+// targetJSON is the JSON form of a Target: identifiers as the hex strings
+// of the add_target syntax.
+type targetJSON struct {
+	IDExt     string `json:"id_ext"`
+	IOCGUID   string `json:"ioc_guid"`
+	DGID      string `json:"dgid,omitempty"`
+	Dest      string `json:"dest,omitempty"`
+	PKey      string `json:"pkey"`
+	PKeyIndex uint16 `json:"pkey_index"`
+	ServiceID string `json:"service_id"`
+	MaxIUSize int    `json:"max_iu_size,omitempty"`
+	IOClass   string `json:"io_class"`
+	Local     string `json:"local_port,omitempty"`
+	DLID      uint16 `json:"dlid,omitempty"`
+	IOCName   string `json:"ioc_name,omitempty"`
+	Options   string `json:"options,omitempty"`
+	Static    bool   `json:"static,omitempty"`
+	AddTarget string `json:"add_target"`
+}
+
+// MarshalJSON renders t for `discover --json`.
+func (t Target) MarshalJSON() ([]byte, error) {
+	j := targetJSON{IDExt: fmt.Sprintf("%016x", t.IDExt), IOCGUID: fmt.Sprintf("%016x", t.IOCGUID),
+		PKey: fmt.Sprintf("%04x", t.PKey), PKeyIndex: t.PKeyIndex, ServiceID: fmt.Sprintf("%016x", t.ServiceID),
+		MaxIUSize: t.MaxIUSize, IOClass: fmt.Sprintf("%04x", t.IOClass), DLID: t.DLID, IOCName: t.IOCName,
+		Options: t.Options, Static: t.Static, AddTarget: t.String()}
+	if t.DGID != (verbs.GID{}) {
+		j.DGID = hex.EncodeToString(t.DGID[:])
+	}
+	if t.Dest.IsValid() {
+		j.Dest = t.Dest.String()
+	}
+	if t.Local.Device != "" {
+		j.Local = t.Local.String()
+	}
+	return json.Marshal(j)
+}

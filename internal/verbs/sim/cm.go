@@ -244,7 +244,7 @@ func (d *Device) DialConn(ctx context.Context, p verbs.DialParams) (*Conn, []byt
 		f.mu.Unlock()
 		return nil, nil, op("resolve address", fmt.Errorf("port %d down: %w", lp.num, verbs.ErrUnreachable))
 	}
-	i = slices.IndexFunc(lp.link.ports, func(q *port) bool { return q != lp && q.hasAddr(dst.Addr()) })
+	i = slices.IndexFunc(lp.link.ports, func(q *port) bool { return q != lp && q.active() && q.hasAddr(dst.Addr()) })
 	if i < 0 {
 		f.mu.Unlock()
 		return nil, nil, op("resolve address", fmt.Errorf("%v not on %v: %w", dst.Addr(), lp.link, verbs.ErrUnreachable))

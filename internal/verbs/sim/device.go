@@ -120,12 +120,6 @@ func (d *Device) emit(ev verbs.AsyncEvent) {
 	}
 }
 
-// MAD is not simulated yet (a later SA/DM responder will add it): it
-// returns verbs.ErrNotSupported.
-func (d *Device) MAD(n uint8) (verbs.MADPort, error) {
-	return nil, &verbs.OpError{Op: "open mad port", Device: d.hca.name, Err: verbs.ErrNotSupported}
-}
-
 // DisconnectAll disconnects every connected connection of this handle
 // (sends a DREQ on each) and returns how many it disconnected.
 func (d *Device) DisconnectAll() int {
@@ -161,6 +155,7 @@ func (d *Device) closeLocked() {
 	for _, l := range slices.Clone(d.listeners) {
 		l.closeLocked()
 	}
+	d.closeMADLocked()
 	for _, r := range d.regions {
 		r.closed = true
 	}

@@ -43,9 +43,23 @@
 //     Disconnect, Fabric/Device DisconnectAll for target-side teardown.
 //     Private data arrives zero-padded to the CM field size.
 //
-// Not simulated: MAD ports (MAD returns verbs.ErrNotSupported until an
-// SA/DM responder is added), traps, SRQs, atomics, address resolution
-// timing (Dial fails at once when the route is missing).
+// Management (mad.go, sa.go, dm.go, partition.go): Device.MAD opens a MAD
+// port on an InfiniBand port (verbs.ErrNotSupported on RoCE). A link may
+// have a SubnetManager (AddSubnetManager) that answers SA queries about
+// the link's ports (ClassPortInfo, NodeRecord, PortInfoRecord, PathRecord
+// with P_Key sharing, InformInfo subscriptions) and sends trap Reports
+// (64/65 from SetInService, 144 when a DM agent comes or goes); Reregister
+// and Handover raise ClientReregister and SMChange. A port may have a
+// DMAgent (AddDMAgent) answering IOUnitInfo, IOControllerProfile and
+// ServiceEntries with ib_srpt's checks, reachable only through a P_Key both
+// ports share. SetPKeys rewrites a P_Key table (EventPKeyChange).
+// SetPortUp takes one port's own link down or up (a pulled target cable):
+// PortError/PortActive on its device, its RC traffic lost, and trap 65/64
+// from its link's SM. MADs are answered synchronously; one nobody answers
+// times out on the fabric clock.
+//
+// Not simulated: SRQs, atomics, address resolution timing (Dial fails at
+// once when the route is missing), MAD latency and loss.
 //
 // # Time and delivery
 //

@@ -75,7 +75,7 @@ func earliest(due, t, now time.Time) time.Time {
 // pathOpen reports whether a request sent now reaches a responder that
 // answers.
 func (c *Conn) pathOpen() bool {
-	return c.link.open() && c.peer != nil && c.peer.state == qpReady
+	return c.link.open() && c.peer != nil && c.peer.state == qpReady && !c.port.down && !c.peer.port.down
 }
 
 // progress advances the send queue to time now and arms the QP's timer for

@@ -75,6 +75,7 @@ type Fabric struct {
 	dropped uint64  // async events dropped on full channels
 	kicks   []*Conn // QPs to re-evaluate before the current call returns
 	closed  bool
+	mad     madState // SA, DM agents and MAD ports (mad.go)
 }
 
 // ephemeralPortBase is the first source port Dial assigns (the IANA
@@ -179,9 +180,10 @@ type port struct {
 	gids  []verbs.GID
 	pkeys []uint16
 	link  *Link
+	down  bool // this port's own link is down (SetPortUp)
 }
 
-func (p *port) active() bool { return p.link != nil && !p.link.down }
+func (p *port) active() bool { return p.link != nil && !p.link.down && !p.down }
 
 func (p *port) hasAddr(a netip.Addr) bool {
 	return slices.Contains(p.cfg.Addrs, a.Unmap()) || slices.Contains(p.cfg.Addrs, a)
