@@ -52,10 +52,13 @@ fuzz-smoke:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
-test: deps lint unit fuzz-smoke
+test: deps lint unit fuzz-smoke lab
 
+# The VM lab (test/lab/README.md): fetches the lab kernel into $LAB_CACHE
+# (default /var/cache/srp-mpathd-lab), boots one VM per suite, writes $LAB_OUT/results.json.
+# LAB_SUITES=smoke,ublk runs a subset.
 lab: deps
-	@echo "make lab: the VM lab (test/lab) does not exist yet; see the README's status table" >&2; exit 1
+	$(GO) run ./test/lab/cmd/labrun -go "$(GO)" $(if $(LAB_SUITES),-suites "$(LAB_SUITES)")
 
 demo: deps
 	@echo "make demo: the main job needs the lab and the daemon, which do not exist yet; see the README's status table" >&2; exit 1
