@@ -6,6 +6,8 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/srp-mpathd/srp-mpathd/internal/daemon"
 )
 
 // Exit codes returned by Main. They are documented in the root command's help.
@@ -25,7 +27,8 @@ func (e *UsageError) Unwrap() error { return e.Err }
 const exitCodesHelp = `Exit codes:
   0  success
   1  the operation failed
-  2  bad command line or bad input
+  2  bad command line or bad input (including an unknown device or path,
+     or a policy value the daemon refused)
   3  the daemon's control socket could not be reached`
 
 // NewRoot builds the command tree. It is cheap and side-effect free.
@@ -42,8 +45,22 @@ persistent block device /dev/ublkbN.
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
-	root.AddCommand(newVersionCmd())
+	root.AddCommand(newVersionCmd(), newDaemonCmd(), newStatusCmd(), newDevicesCmd(), newPathsCmd(),
+		newPolicyCmd(), newPathCmd(), newTargetsCmd(), newConfigCmd(), newStoreCmd(), newManCmd(), newDemoCmd())
+	documentExitCodes(root)
 	return root
+}
+
+// documentExitCodes ends every subcommand's help with the exit codes.
+func documentExitCodes(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		long := sub.Long
+		if long == "" {
+			long = sub.Short + "."
+		}
+		sub.Long = long + "\n\n" + exitCodesHelp
+		documentExitCodes(sub)
+	}
 }
 
 // Main runs the command line and returns the process exit code.
@@ -62,9 +79,18 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func exitCode(err error) int {
-	var ue *UsageError
+	var (
+		ue *UsageError
+		ae *daemon.APIError
+	)
 	switch {
 	case errors.As(err, &ue), isCobraUsage(err):
+		return ExitUsage
+	case errors.Is(err, daemon.ErrNoDaemon):
+		return ExitNoDaemon
+	case errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500:
+		// The daemon refused the request's content (unknown device or
+		// path, bad policy value): bad input.
 		return ExitUsage
 	default:
 		return ExitFailure

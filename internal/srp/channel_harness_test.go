@@ -3,14 +3,11 @@ package srp_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/netip"
-	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/srp-mpathd/srp-mpathd/internal/leakcheck"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp/scsi"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp/srptest"
@@ -18,41 +15,7 @@ import (
 	"github.com/srp-mpathd/srp-mpathd/internal/verbs/sim"
 )
 
-// TestMain fails the package if goroutines of this project outlive the
-// tests (a channel's CM watcher, a target session or accept loop not
-// stopped by Close). Goroutines of the runtime or the fuzzing engine do not
-// count.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := leakedGoroutines(); leaked != "" {
-			fmt.Fprintf(os.Stderr, "goroutine leak:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// leakedGoroutines yields until no goroutine runs project code, else
-// returns the stacks of those that do.
-func leakedGoroutines() string {
-	const rounds = 100000
-	var leaked []string
-	buf := make([]byte, 1<<20)
-	for range rounds {
-		leaked = leaked[:0]
-		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-			if strings.Contains(g, "srp-mpathd/internal/") && !strings.Contains(g, "TestMain") {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		runtime.Gosched()
-	}
-	return strings.Join(leaked, "\n\n")
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 var (
 	iniAddr = netip.MustParseAddr("198.18.1.1")

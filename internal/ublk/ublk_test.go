@@ -16,8 +16,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/srp-mpathd/srp-mpathd/internal/leakcheck"
 	"github.com/srp-mpathd/srp-mpathd/internal/ublk"
-	"github.com/srp-mpathd/srp-mpathd/internal/ublk/internal/leakcheck"
 	"github.com/srp-mpathd/srp-mpathd/internal/ublk/uapi"
 	"github.com/srp-mpathd/srp-mpathd/internal/ublk/ublkfake"
 )

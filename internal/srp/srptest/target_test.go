@@ -7,12 +7,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
 
+	"github.com/srp-mpathd/srp-mpathd/internal/leakcheck"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp/scsi"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp/srptest"
@@ -23,30 +21,7 @@ import (
 // TestMain fails the package if a session or accept goroutine outlives
 // Target.Close (goroutines of the runtime or the fuzzing engine do not
 // count).
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		for i := 0; ; i++ {
-			buf := make([]byte, 1<<20)
-			var leaked []string
-			for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-				if strings.Contains(g, "srp-mpathd/internal/") && !strings.Contains(g, "TestMain") {
-					leaked = append(leaked, g)
-				}
-			}
-			if len(leaked) == 0 {
-				break
-			}
-			if i == 100000 {
-				fmt.Fprintf(os.Stderr, "goroutine leak:\n%s\n", strings.Join(leaked, "\n\n"))
-				code = 1
-				break
-			}
-			runtime.Gosched()
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func must(t testing.TB, err error) {
 	t.Helper()

@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/srp-mpathd/srp-mpathd/internal/leakcheck"
 	"github.com/srp-mpathd/srp-mpathd/internal/ublk"
-	"github.com/srp-mpathd/srp-mpathd/internal/ublk/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) {

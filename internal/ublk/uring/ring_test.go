@@ -10,7 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/srp-mpathd/srp-mpathd/internal/ublk/internal/leakcheck"
+	"github.com/srp-mpathd/srp-mpathd/internal/leakcheck"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }

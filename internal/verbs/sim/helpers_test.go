@@ -3,56 +3,18 @@ package sim_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/srp-mpathd/srp-mpathd/internal/clock"
+	"github.com/srp-mpathd/srp-mpathd/internal/leakcheck"
 	"github.com/srp-mpathd/srp-mpathd/internal/verbs"
 	"github.com/srp-mpathd/srp-mpathd/internal/verbs/sim"
 )
 
-// TestMain fails the package if goroutines running simulator or clock
-// code outlive the tests: the simulator starts none of its own, so such a
-// goroutine is a leak (a Dial still waiting, a Real-clock timer that Close
-// did not stop).
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := leakedGoroutines(); leaked != "" {
-			fmt.Fprintf(os.Stderr, "goroutine leak:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// leakedGoroutines yields until no other goroutine runs simulator or clock
-// code and otherwise returns their stacks. One that just finished its work
-// may need a few scheduler rounds to exit; one that waits forever will not.
-func leakedGoroutines() string {
-	const rounds = 10000
-	var leaked []string
-	for range rounds {
-		leaked = leaked[:0]
-		buf := make([]byte, 1<<20)
-		all := string(buf[:runtime.Stack(buf, true)])
-		for i, g := range strings.Split(all, "\n\n") {
-			if i > 0 && (strings.Contains(g, "internal/verbs/sim.") || strings.Contains(g, "internal/clock.")) {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		runtime.Gosched()
-	}
-	return strings.Join(leaked, "\n\n")
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 var (
 	iniAddr = netip.MustParseAddr("198.18.1.1")

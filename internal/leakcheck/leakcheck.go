@@ -1,5 +1,5 @@
 // Package leakcheck fails a test binary that leaves goroutines or file
-// descriptors behind. Packages under internal/ublk call Main from TestMain.
+// descriptors behind. Test packages call Main from TestMain.
 package leakcheck
 
 import (
