@@ -45,7 +45,7 @@ persistent block device /dev/ublkbN.
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{Err: err} })
-	root.AddCommand(newVersionCmd(), newDaemonCmd(), newStatusCmd(), newDevicesCmd(), newPathsCmd(),
+	root.AddCommand(newVersionCmd(), newDiscoverCmd(), newDaemonCmd(), newStatusCmd(), newDevicesCmd(), newPathsCmd(),
 		newPolicyCmd(), newPathCmd(), newTargetsCmd(), newConfigCmd(), newStoreCmd(), newManCmd(), newDemoCmd())
 	documentExitCodes(root)
 	return root
