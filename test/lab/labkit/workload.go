@@ -87,8 +87,11 @@ func (s IOStats) IOPS() float64 {
 	return float64(s.IOs()) / d
 }
 
-// Stall is the longer of MaxGap and OldestInFlight: how long the
-// application waited at worst, counting an I/O still stuck at the end.
+// Stall is the longest of MaxGap, MaxLatency and OldestInFlight: the worst
+// wait the application saw, for all its I/O or for one I/O, counting one
+// still stuck at the end. With several I/Os in flight on a multibus device
+// MaxGap stays short while single I/Os hang on the failed path, so compare
+// both figures, not one.
 func (s IOStats) Stall() time.Duration { return max(s.MaxGap, s.OldestInFlight, s.MaxLatency) }
 
 // String summarizes the stats for a scenario's notes.
