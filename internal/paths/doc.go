@@ -50,12 +50,13 @@
 // (ublk allocates it when the queue starts); it is registered once per RDMA
 // device and queue, and UnbindQueue releases it.
 //
-// Known limit of the ublk adapter: ublk arms its PollFDs once per queue, so
-// the completion fds of channels made by a later reconnect are not
-// watched; such a queue thread still wakes on every table change, every
-// request and the watchdog, and then polls all its channels. A per-queue
-// completion channel shared by all of that queue's CQs (verbs) removes the
-// limit.
+// The ublk adapter (UblkHandler) follows the queue's channel set: when a
+// reconnect or a new path changes the channels of the current table it
+// bumps a generation (PollGen), and the ublk queue thread removes the old
+// POLL_ADDs and arms the channels' completion fds anew. PollReady consumes a
+// fired completion fd before the next Poll, and PollTimeout bounds the queue
+// thread's sleep by the queue's next deadline (I/O timeouts, retry backoff,
+// no_path_retry expiry), so timed work runs on time on an idle queue.
 //
 // # Order of effects
 //

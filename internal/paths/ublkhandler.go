@@ -3,6 +3,7 @@ package paths
 import (
 	"errors"
 	"syscall"
+	"time"
 
 	"github.com/srp-mpathd/srp-mpathd/internal/ublk"
 )
@@ -12,24 +13,28 @@ import (
 // queue's tag buffers (registered with every path's RDMA device), its
 // Complete and its Wake to the paths Queue of the same index; Start, Poll
 // and PollFDs forward to that Queue on the queue thread.
+//
+// It also implements ublk's optional poll interfaces, so a queue thread
+// sleeps armed on exactly the completion fds of its current channels (those
+// made by a reconnect included; PollGen changes with the channel set, and
+// ublk removes the polls of channels that left), acknowledges a fired
+// completion channel (PollReady), and wakes by itself when the queue's timed
+// work falls due (PollTimeout: Queue.NextDeadline by the device's clock).
 type UblkHandler struct {
 	d *Device
 }
 
 var (
-	_ ublk.Handler    = (*UblkHandler)(nil)
-	_ ublk.QueueHooks = (*UblkHandler)(nil)
+	_ ublk.Handler     = (*UblkHandler)(nil)
+	_ ublk.QueueHooks  = (*UblkHandler)(nil)
+	_ ublk.PollFDSet   = (*UblkHandler)(nil)
+	_ ublk.PollReadier = (*UblkHandler)(nil)
+	_ ublk.PollTimer   = (*UblkHandler)(nil)
 )
 
 // NewUblkHandler returns the ublk handler of d. d's queue count and depth
 // must match the ublk device's.
 func NewUblkHandler(d *Device) *UblkHandler { return &UblkHandler{d: d} }
-
-// ublkQueue is the per-queue state kept in ublk.Queue.SetHandlerData.
-type ublkQueue struct {
-	q   *Queue
-	fds []int
-}
 
 // OnQueueStart binds queue q's buffers to the device (queue thread).
 func (h *UblkHandler) OnQueueStart(q *ublk.Queue) error {
@@ -52,15 +57,9 @@ func (h *UblkHandler) OnQueueStart(q *ublk.Queue) error {
 	if err := h.d.BindQueue(i, QueueConfig{Mem: q.BufferMemory(), TagSize: tagSize, Complete: complete, Waker: q}); err != nil {
 		return err
 	}
-	pq := h.d.Queue(i)
-	uq := &ublkQueue{q: pq}
-	// Completion fds of the channels the queue has now. A channel made by
-	// a later reconnect has its own fd, which ublk cannot add: the path
-	// table change wakes the queue (Waker), and the queue then polls every
-	// channel on each wakeup (see the package documentation).
-	for _, ch := range pq.Channels(nil) {
-		if fd := ch.NotifyFD(); fd >= 0 {
-			uq.fds = append(uq.fds, fd)
+	uq := newUblkQueue(h.d.Queue(i))
+	for _, ch := range uq.chans {
+		if ch != nil {
 			_ = ch.ArmNotify()
 		}
 	}
@@ -93,12 +92,38 @@ func (h *UblkHandler) Poll(q *ublk.Queue) int {
 	return n + uq.q.Poll()
 }
 
-// PollFDs are the completion fds of the queue's channels at start.
+// PollFDs are the completion fds of the queue's current channels.
 func (h *UblkHandler) PollFDs(q *ublk.Queue) []int {
 	if uq, ok := q.HandlerData().(*ublkQueue); ok {
-		return uq.fds
+		uq.sync()
+		return uq.pollFDs()
 	}
 	return nil
+}
+
+// PollGen changes whenever the queue's current channels change (a path
+// added, removed, or reconnected with new channels).
+func (h *UblkHandler) PollGen(q *ublk.Queue) uint64 {
+	if uq, ok := q.HandlerData().(*ublkQueue); ok {
+		uq.sync()
+		return uq.gen
+	}
+	return 0
+}
+
+// PollReady acknowledges the completion channel behind fd.
+func (h *UblkHandler) PollReady(q *ublk.Queue, fd int) {
+	if uq, ok := q.HandlerData().(*ublkQueue); ok {
+		uq.ackNotify(fd)
+	}
+}
+
+// PollTimeout bounds the queue thread's sleep by the queue's next deadline.
+func (h *UblkHandler) PollTimeout(q *ublk.Queue) (time.Duration, bool) {
+	if uq, ok := q.HandlerData().(*ublkQueue); ok {
+		return uq.timeout()
+	}
+	return 0, false
 }
 
 // ioFromRequest maps a ublk request; false for an operation paths does not

@@ -22,6 +22,11 @@
 //     non-blocking; Poll(q) drains completion sources; PollFDs(q) are armed
 //     with POLL_ADD on the queue ring; completion by q.Complete on the queue
 //     thread or q.CompleteRemote (mutex list + eventfd) from anywhere.
+//     Optional: PollFDSet (the fd set changes; the queue removes the old
+//     polls with POLL_REMOVE, ignores their late completions by epoch, and
+//     arms the new set), PollReadier (consume an fd's readiness before
+//     Poll) and PollTimer (the queue's sleep is bounded so timed work is
+//     seen when due).
 //     QueueHooks.OnQueueStart/OnQueueStop bracket the buffers' life, for
 //     RDMA registration (Queue.Buffers, Queue.BufferMemory); Queue.Wake lets
 //     the control plane make a queue thread poll again. BackendHandler adapts a blocking Backend (Memory,

@@ -2,6 +2,7 @@ package ublk
 
 import (
 	"context"
+	"time"
 
 	"github.com/srp-mpathd/srp-mpathd/internal/ublk/uapi"
 )
@@ -63,9 +64,17 @@ type QueueRing interface {
 	PrepIO(op uint32, cmd uapi.IOCmd, userData uint64) bool
 	// PrepPollAdd queues a one-shot POLLIN poll of fd.
 	PrepPollAdd(fd int, userData uint64) bool
+	// PrepPollRemove queues the removal of the armed poll whose user_data
+	// is target (IORING_OP_POLL_REMOVE). Its own completion carries
+	// userData: 0, or -ENOENT/-EALREADY when the poll completed first; a
+	// removed poll completes with -ECANCELED.
+	PrepPollRemove(target, userData uint64) bool
 	// Submit submits what is queued and, when wait is set, sleeps until at
 	// least one completion is ready (GETEVENTS: it also runs ublk task_work).
 	Submit(wait bool) error
+	// SubmitTimeout is Submit(true) that sleeps at most d: running out of
+	// time is not an error.
+	SubmitTimeout(d time.Duration) error
 	// Peek consumes the next completion.
 	Peek() (userData uint64, res int32, ok bool)
 	// Desc returns the descriptor of tag's current request.

@@ -177,12 +177,31 @@ func (q *linuxQueue) PrepPollAdd(fd int, userData uint64) bool {
 	return true
 }
 
+func (q *linuxQueue) PrepPollRemove(target, userData uint64) bool {
+	sqe := q.ring.SQE()
+	if sqe == nil {
+		return false
+	}
+	uring.PrepPollRemove(sqe, target, userData)
+	return true
+}
+
 func (q *linuxQueue) Submit(wait bool) error {
 	var n uint32
 	if wait {
 		n = 1
 	}
 	_, err := q.ring.Submit(n)
+	return err
+}
+
+// SubmitTimeout bounds the wait with EXT_ARG (5.11+; every kernel with
+// ublk has it).
+func (q *linuxQueue) SubmitTimeout(d time.Duration) error {
+	_, err := q.ring.SubmitAndWaitTimeout(1, d)
+	if errors.Is(err, unix.ETIME) {
+		return nil
+	}
 	return err
 }
 

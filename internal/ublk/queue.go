@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -12,11 +13,29 @@ import (
 	"github.com/srp-mpathd/srp-mpathd/internal/ublk/uapi"
 )
 
-// user_data of a queue ring's SQEs: tag (or poll index) in bits 0–15, kind
-// in bits 16–23. Handler-owned SQEs never reach this ring's dispatcher.
+// user_data of a queue ring's SQEs: tag (or poll slot) in bits 0–15, kind
+// in bits 16–23, and for handler polls the poll epoch in bits 24–55, so the
+// completion of a poll from a set that was since replaced is recognised.
+// Handler-owned SQEs never reach this ring's dispatcher.
 const (
-	udKindShift = 16
-	udTagMask   = 0xffff
+	udKindShift  = 16
+	udEpochShift = 24
+	udTagMask    = 0xffff
+	udKindMask   = 0xff
+	udEpochMask  = 0xffffffff
+)
+
+// Poll fd bookkeeping.
+const (
+	// maxPollFDs: a poll slot is 16 bits of user_data.
+	maxPollFDs = udTagMask + 1
+	// pollFDHeadroom is how many fds a PollFDSet handler may list later
+	// without the ring having to flush mid-change.
+	pollFDHeadroom = 32
+	// pollEntriesPerFD: a change of the set takes a POLL_REMOVE and a
+	// POLL_ADD per fd, and each removed poll posts its own CQE besides the
+	// remove's (the CQ is twice the SQ).
+	pollEntriesPerFD = 2
 )
 
 type udKind uint8
@@ -25,6 +44,7 @@ const (
 	kindIO     udKind = 1 // FETCH / COMMIT_AND_FETCH of a tag
 	kindPoll   udKind = 2 // POLL_ADD of handler fd number tag
 	kindRemote udKind = 3 // POLL_ADD of the remote-completion eventfd
+	kindUnpoll udKind = 4 // POLL_REMOVE of a handler fd's poll
 )
 
 func (k udKind) String() string {
@@ -35,11 +55,18 @@ func (k udKind) String() string {
 		return "poll"
 	case kindRemote:
 		return "remote"
+	case kindUnpoll:
+		return "unpoll"
 	}
 	return fmt.Sprintf("udKind(%d)", uint8(k))
 }
 
 func userData(k udKind, tag uint16) uint64 { return uint64(tag) | uint64(k)<<udKindShift }
+
+// pollUserData is the user_data of handler poll slot in epoch.
+func pollUserData(epoch uint32, slot uint16) uint64 {
+	return userData(kindPoll, slot) | uint64(epoch)<<udEpochShift
+}
 
 // tagState is where a tag is in its FETCH → serve → COMMIT_AND_FETCH cycle.
 type tagState uint8
@@ -86,7 +113,13 @@ type Queue struct {
 	bufs      [][]byte
 	reqs      []Request
 	state     []tagState
-	pollFDs   []int
+	pollFDs   []int  // handler fds armed (or to be armed) in pollEpoch, by slot
+	pollArmed []bool // slot has a POLL_ADD in flight
+	pollEpoch uint32 // changes with every new set of handler polls
+	pollGen   uint64 // the PollGen the set was taken at
+	pollSet   PollFDSet
+	timer     PollTimer
+	readier   PollReadier
 	fetchOp   uint32
 	commitOp  uint32
 	live      int // tags not dead
@@ -244,8 +277,18 @@ func (q *Queue) setup() error {
 		}
 		q.hooked = true
 	}
-	q.pollFDs = q.handler.PollFDs(q)
-	entries := uint32(q.depth + len(q.pollFDs) + 1)
+	q.timer, _ = q.handler.(PollTimer)
+	q.readier, _ = q.handler.(PollReadier)
+	pollRoom := 0
+	if q.pollSet, _ = q.handler.(PollFDSet); q.pollSet != nil {
+		// The generation first: a change after it is seen next iteration.
+		q.pollGen = q.pollSet.PollGen(q)
+		pollRoom = pollFDHeadroom
+	}
+	q.pollFDs = make([]int, 0, pollRoom)
+	q.pollArmed = make([]bool, 0, pollRoom)
+	q.adoptPollFDs(q.handler.PollFDs(q))
+	entries := uint32(q.depth + 1 + pollEntriesPerFD*max(len(q.pollFDs), pollRoom))
 	q.ring, err = d.char.OpenQueue(QueueConfig{ID: q.id, Depth: q.depth, Entries: entries, Buffers: q.bufs})
 	if err != nil {
 		return &OpError{Op: fmt.Sprintf("open queue %d", q.id), DevID: d.id, Err: err}
@@ -260,9 +303,7 @@ func (q *Queue) setup() error {
 		q.state[t] = tagArmed
 	}
 	q.live = q.depth
-	for i, fd := range q.pollFDs {
-		q.armPoll(fd, userData(kindPoll, uint16(i)))
-	}
+	q.armPolls()
 	q.armPoll(q.efd, userData(kindRemote, 0))
 	if err := q.ring.Submit(false); err != nil {
 		return &OpError{Op: fmt.Sprintf("queue %d FETCH", q.id), DevID: d.id, Err: err}
@@ -270,12 +311,76 @@ func (q *Queue) setup() error {
 	return nil
 }
 
-func (q *Queue) armPoll(fd int, ud uint64) {
+// armPoll queues a POLL_ADD, flushing a full SQ; false if the ring failed.
+func (q *Queue) armPoll(fd int, ud uint64) bool {
 	for !q.ring.PrepPollAdd(fd, ud) {
 		if err := q.ring.Submit(false); err != nil {
-			return
+			return false
 		}
 	}
+	return true
+}
+
+// adoptPollFDs takes the handler's fds as the current set: non-negative,
+// without duplicates, at most maxPollFDs. It allocates only when the set
+// outgrows every earlier one.
+func (q *Queue) adoptPollFDs(fds []int) {
+	q.pollFDs = q.pollFDs[:0]
+	for _, fd := range fds {
+		if fd < 0 || slices.Contains(q.pollFDs, fd) {
+			continue
+		}
+		if len(q.pollFDs) == maxPollFDs {
+			q.dev.log.Warn("ublk: handler lists too many poll fds; the rest are not watched", "queue", q.id, "max", maxPollFDs)
+			break
+		}
+		q.pollFDs = append(q.pollFDs, fd)
+	}
+	q.pollArmed = slices.Grow(q.pollArmed[:0], len(q.pollFDs))[:len(q.pollFDs)]
+	clear(q.pollArmed)
+}
+
+// armPolls arms every fd of the current set.
+func (q *Queue) armPolls() {
+	for i, fd := range q.pollFDs {
+		q.pollArmed[i] = q.armPoll(fd, pollUserData(q.pollEpoch, uint16(i)))
+	}
+}
+
+// refreshPollFDs re-arms the handler's polls when its set changed: every
+// armed poll of the old set is removed (it holds its file, and an fd
+// number may now name another file, so none is kept), then the new set is
+// armed in a new epoch. Completions of the old epoch are ignored.
+func (q *Queue) refreshPollFDs() {
+	gen := q.pollSet.PollGen(q)
+	if gen == q.pollGen {
+		return
+	}
+	q.pollGen = gen
+	for i, armed := range q.pollArmed {
+		if !armed {
+			continue
+		}
+		for !q.ring.PrepPollRemove(pollUserData(q.pollEpoch, uint16(i)), userData(kindUnpoll, 0)) {
+			if err := q.ring.Submit(false); err != nil {
+				return // the loop's Submit reports the ring's failure
+			}
+		}
+	}
+	q.pollEpoch++
+	q.adoptPollFDs(q.handler.PollFDs(q))
+	q.armPolls()
+}
+
+// sleep submits and waits for a completion, no longer than the handler's
+// timed work allows.
+func (q *Queue) sleep() error {
+	if q.timer != nil {
+		if d, ok := q.timer.PollTimeout(q); ok {
+			return q.ring.SubmitTimeout(max(d, MinPollTimeout))
+		}
+	}
+	return q.ring.Submit(true)
 }
 
 // loop serves the queue until every tag is aborted (STOP_DEV), the ring
@@ -288,7 +393,10 @@ func (q *Queue) loop() error {
 		}
 		q.drainRemote()
 		q.handler.Poll(q)
-		if err := q.ring.Submit(true); err != nil {
+		if q.pollSet != nil {
+			q.refreshPollFDs()
+		}
+		if err := q.sleep(); err != nil {
 			return &OpError{Op: "queue ring", DevID: q.dev.id, Err: err}
 		}
 		for {
@@ -304,7 +412,7 @@ func (q *Queue) loop() error {
 
 func (q *Queue) dispatch(ud uint64, res int32) {
 	tag := uint16(ud & udTagMask)
-	switch udKind(ud >> udKindShift) {
+	switch udKind(ud >> udKindShift & udKindMask) {
 	case kindIO:
 		if int(tag) >= q.depth || q.state[tag] != tagArmed {
 			q.misuse++
@@ -325,9 +433,28 @@ func (q *Queue) dispatch(ud uint64, res int32) {
 			q.live--
 		}
 	case kindPoll:
-		if int(tag) < len(q.pollFDs) {
-			q.armPoll(q.pollFDs[tag], ud)
+		if uint32(ud>>udEpochShift&udEpochMask) != q.pollEpoch || int(tag) >= len(q.pollFDs) {
+			// A poll of a replaced set: its -ECANCELED, or one that fired
+			// before its removal. Its fd is no longer watched.
+			return
 		}
+		fd := q.pollFDs[tag]
+		if res < 0 {
+			// EBADF (closed before it was armed) or the like: re-arming
+			// would fail again at once. The fd stays unwatched until the
+			// handler's set changes.
+			q.pollArmed[tag] = false
+			q.dev.log.Warn("ublk: handler poll fd failed; not watched until the set changes",
+				"queue", q.id, "fd", fd, "err", unix.Errno(-res))
+			return
+		}
+		if q.readier != nil {
+			q.readier.PollReady(q, fd)
+		}
+		q.pollArmed[tag] = q.armPoll(fd, ud)
+	case kindUnpoll:
+		// 0, or -ENOENT/-EALREADY when the poll completed first: either
+		// way the removed poll's own completion carries an old epoch.
 	case kindRemote:
 		_, _ = unix.Read(q.efd, q.efdSink[:])
 		q.armPoll(q.efd, ud)

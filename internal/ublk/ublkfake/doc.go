@@ -18,6 +18,9 @@
 // Concurrency: one mutex guards the model. Queue rings execute SQEs on the
 // submitting thread (recording its tid, like the kernel's ubq_daemon) and
 // sleep in poll(2) on an eventfd plus the POLL_ADD fds, so the queue
-// runner's real handler fds work unchanged. The data path does not
+// runner's real handler fds work unchanged. An armed poll holds a duplicate
+// of its fd, as io_uring holds the file, until it fires, is removed
+// (POLL_REMOVE: -ECANCELED, or -ENOENT when gone) or the ring closes; a
+// bounded wait (SubmitTimeout) uses poll(2)'s timeout. The data path does not
 // allocate.
 package ublkfake

@@ -3,6 +3,8 @@ package ublkfake
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -73,12 +75,22 @@ func (c *charDev) OpenQueue(cfg ublk.QueueConfig) (ublk.QueueRing, error) {
 	return r, nil
 }
 
+// sqKind is what an SQE asks for.
+type sqKind uint8
+
+const (
+	sqIO         sqKind = iota // FETCH / COMMIT_AND_FETCH
+	sqPollAdd                  // IORING_OP_POLL_ADD
+	sqPollRemove               // IORING_OP_POLL_REMOVE
+)
+
 type sqEntry struct {
-	poll bool
-	fd   int
-	op   uint32
-	cmd  uapi.IOCmd
-	ud   uint64
+	kind   sqKind
+	fd     int
+	op     uint32
+	cmd    uapi.IOCmd
+	ud     uint64
+	target uint64 // POLL_REMOVE: the poll's user_data
 }
 
 type cqEntry struct {
@@ -86,15 +98,20 @@ type cqEntry struct {
 	res int32
 }
 
+// pollEntry is an armed POLL_ADD. Like the kernel's, it holds the file: the
+// fake polls a duplicate of the fd, closed when the poll completes or is
+// removed, so closing the caller's fd does not end the poll.
 type pollEntry struct {
-	fd int
-	ud uint64
+	fd   int // the fd as armed (for PollFDs)
+	held int // the duplicate polled
+	ud   uint64
 }
 
 // queueRing models one queue's io_uring: SQEs are executed at Submit on the
 // calling thread (as ublk's I/O commands run inline at issue), CQEs are
 // posted by the "kernel" from any goroutine, and POLL_ADD is served with
-// poll(2) on the real fds while Submit waits.
+// poll(2) on the real files while Submit waits; POLL_REMOVE cancels an
+// armed poll by user_data.
 type queueRing struct {
 	k       *Kernel
 	proc    *Process
@@ -117,7 +134,7 @@ func (r *queueRing) PrepIO(op uint32, cmd uapi.IOCmd, ud uint64) bool {
 	if len(r.sq) == r.entries {
 		return false
 	}
-	r.sq = append(r.sq, sqEntry{op: op, cmd: cmd, ud: ud})
+	r.sq = append(r.sq, sqEntry{kind: sqIO, op: op, cmd: cmd, ud: ud})
 	return true
 }
 
@@ -125,7 +142,15 @@ func (r *queueRing) PrepPollAdd(fd int, ud uint64) bool {
 	if len(r.sq) == r.entries {
 		return false
 	}
-	r.sq = append(r.sq, sqEntry{poll: true, fd: fd, ud: ud})
+	r.sq = append(r.sq, sqEntry{kind: sqPollAdd, fd: fd, ud: ud})
+	return true
+}
+
+func (r *queueRing) PrepPollRemove(target, ud uint64) bool {
+	if len(r.sq) == r.entries {
+		return false
+	}
+	r.sq = append(r.sq, sqEntry{kind: sqPollRemove, target: target, ud: ud})
 	return true
 }
 
@@ -159,7 +184,22 @@ func (r *queueRing) Desc(tag uint16) uapi.IODesc { return r.q.descs[tag] }
 // Submit executes the queued SQEs and, with wait, sleeps in poll(2) until
 // a CQE is posted or an armed fd becomes readable.
 func (r *queueRing) Submit(wait bool) error {
+	return r.submit(wait, -1)
+}
+
+// SubmitTimeout is Submit(true) bounded by d (rounded up to milliseconds).
+func (r *queueRing) SubmitTimeout(d time.Duration) error {
+	return r.submit(true, max(d, 0))
+}
+
+// submit runs the SQEs and waits while wait is set and the CQ is empty, at
+// most d when d >= 0.
+func (r *queueRing) submit(wait bool, d time.Duration) error {
 	k := r.k
+	var end time.Time
+	if d >= 0 {
+		end = time.Now().Add(d)
+	}
 	k.mu.Lock()
 	if r.proc.dead || r.closed {
 		k.mu.Unlock()
@@ -168,20 +208,35 @@ func (r *queueRing) Submit(wait bool) error {
 	tid := unix.Gettid()
 	for i := range r.sq {
 		e := &r.sq[i]
-		if e.poll {
-			r.polls = append(r.polls, pollEntry{fd: e.fd, ud: e.ud})
-			continue
+		switch e.kind {
+		case sqPollAdd:
+			r.pollAdd(e)
+		case sqPollRemove:
+			r.pollRemove(e)
+		default:
+			k.ioCmd(r, tid, e)
 		}
-		k.ioCmd(r, tid, e)
 	}
 	r.sq = r.sq[:0]
 	for wait && r.cqLen == 0 {
+		timeout := -1
+		if d >= 0 {
+			left := time.Until(end)
+			if left <= 0 {
+				break
+			}
+			ms := left / time.Millisecond
+			if left%time.Millisecond != 0 {
+				ms++ // never wake before the bound
+			}
+			timeout = int(min(ms, maxPollMillis))
+		}
 		r.pfds = append(r.pfds[:0], unix.PollFd{Fd: int32(r.notify), Events: unix.POLLIN})
 		for _, p := range r.polls {
-			r.pfds = append(r.pfds, unix.PollFd{Fd: int32(p.fd), Events: unix.POLLIN})
+			r.pfds = append(r.pfds, unix.PollFd{Fd: int32(p.held), Events: unix.POLLIN})
 		}
 		k.mu.Unlock()
-		_, err := unix.Poll(r.pfds, -1)
+		_, err := unix.Poll(r.pfds, timeout)
 		k.mu.Lock()
 		if err != nil && err != unix.EINTR {
 			k.mu.Unlock()
@@ -194,19 +249,80 @@ func (r *queueRing) Submit(wait bool) error {
 		if r.pfds[0].Revents != 0 {
 			_, _ = unix.Read(r.notify, r.sink[:])
 		}
-		// Fire readable polls (one-shot) in arming order; pfds[i+1] is polls[i].
+		// Fire readable polls (one-shot) in arming order; pfds[i+1] is
+		// polls[i]. Polls armed meanwhile are not in pfds: keep them.
+		n := len(r.pfds) - 1
 		kept := r.polls[:0]
 		for i, p := range r.polls {
-			if ev := r.pfds[i+1].Revents; ev != 0 {
-				r.post(p.ud, int32(ev))
+			if i < n && r.pfds[i+1].Revents != 0 {
+				_ = unix.Close(p.held)
+				r.post(p.ud, int32(r.pfds[i+1].Revents))
 			} else {
 				kept = append(kept, p)
 			}
+		}
+		if len(kept) != len(r.polls) {
+			k.broadcast()
 		}
 		r.polls = kept
 	}
 	k.mu.Unlock()
 	return nil
+}
+
+// WaitPolls waits until cond holds for the fds armed with POLL_ADD on queue
+// q of device id (as the server armed them, the queue's own eventfd
+// included; empty while the queue has no ring). Tests use it to see a
+// server's poll set change.
+func (k *Kernel) WaitPolls(ctx context.Context, id uint32, q uint16, cond func(fds []int) bool) error {
+	var fds []int
+	return k.waitFor(ctx, func() bool {
+		fds = fds[:0]
+		if d, ok := k.devs[id]; ok && int(q) < len(d.queues) && d.queues[q].ring != nil {
+			for _, p := range d.queues[q].ring.polls {
+				fds = append(fds, p.fd)
+			}
+		}
+		return cond(fds)
+	})
+}
+
+// maxPollMillis bounds one poll(2) timeout (an int32 of milliseconds).
+const maxPollMillis = 1 << 30
+
+// pollAdd arms a poll, holding the file as io_uring does: an fd that is not
+// open fails at once with -EBADF. k.mu held.
+func (r *queueRing) pollAdd(e *sqEntry) {
+	held, err := unix.FcntlInt(uintptr(e.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		r.post(e.ud, -int32(errnoOf(err)))
+		return
+	}
+	r.polls = append(r.polls, pollEntry{fd: e.fd, held: held, ud: e.ud})
+	r.k.broadcast()
+}
+
+// pollRemove cancels the armed poll with user_data e.target: the poll
+// completes with -ECANCELED and lets its file go, the remove with 0;
+// -ENOENT when no such poll is armed (it completed already). k.mu held.
+func (r *queueRing) pollRemove(e *sqEntry) {
+	i := slices.IndexFunc(r.polls, func(p pollEntry) bool { return p.ud == e.target })
+	if i < 0 {
+		r.post(e.ud, -int32(unix.ENOENT))
+		return
+	}
+	_ = unix.Close(r.polls[i].held)
+	r.polls = slices.Delete(r.polls, i, i+1)
+	r.post(e.target, -int32(unix.ECANCELED))
+	r.post(e.ud, 0)
+	r.k.broadcast()
+}
+
+func errnoOf(err error) unix.Errno {
+	if en, ok := err.(unix.Errno); ok {
+		return en
+	}
+	return unix.EIO
 }
 
 // ioCmd executes FETCH_REQ / COMMIT_AND_FETCH_REQ (ublk_ch_uring_cmd).
@@ -289,6 +405,11 @@ func (r *queueRing) Close() error {
 	}
 	k.reap(d)
 	k.broadcast()
+	// The ring's end cancels its polls and lets their files go.
+	for _, p := range r.polls {
+		_ = unix.Close(p.held)
+	}
+	r.polls = r.polls[:0]
 	return unix.Close(r.notify)
 }
 

@@ -24,6 +24,7 @@ const (
 	OpNop      uint8 = 0
 	OpFsync    uint8 = 3
 	OpPollAdd  uint8 = 6
+	OpPollRem  uint8 = 7
 	OpRead     uint8 = 22
 	OpWrite    uint8 = 23
 	OpURingCmd uint8 = 46
@@ -344,22 +345,32 @@ func (r *Ring) Submit(wait uint32) (int, error) {
 }
 
 // SubmitAndWaitTimeout is Submit with a bound on the wait: when fewer than
-// wait completions are ready after d it returns an error wrapping
-// unix.ETIME (SQEs are submitted either way). Kernels without
-// IORING_FEAT_EXT_ARG (< 5.11) wait without a bound.
+// wait completions are ready d after the call it returns an error wrapping
+// unix.ETIME (SQEs are submitted either way). The bound is kept across
+// EINTR and across an enter that submitted (the kernel then reports the
+// submission, not the timeout). Kernels without IORING_FEAT_EXT_ARG
+// (< 5.11) wait without a bound.
 func (r *Ring) SubmitAndWaitTimeout(wait uint32, d time.Duration) (int, error) {
 	if r.features&FeatExtArg == 0 || wait == 0 {
 		return r.Submit(wait)
 	}
+	deadline := time.Now().Add(d)
 	atomic.StoreUint32(r.sqTail, r.localTail)
-	r.ts = kernelTimespec{sec: int64(d / time.Second), nsec: int64(d % time.Second)}
-	r.extArg = getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.ts)))}
 	total := 0
 	for {
 		toSubmit := r.localTail - r.submitted
 		if toSubmit == 0 && r.Ready() >= wait {
 			return total, nil
 		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			if toSubmit == 0 {
+				return total, &OpError{Op: "io_uring_enter", Err: unix.ETIME}
+			}
+			left = 0 // submit, and only look whether something is ready
+		}
+		r.ts = kernelTimespec{sec: int64(left / time.Second), nsec: int64(left % time.Second)}
+		r.extArg = getEventsArg{ts: uint64(uintptr(unsafe.Pointer(&r.ts)))}
 		r.enters.Add(1)
 		n, _, errno := unix.Syscall6(unix.SYS_IO_URING_ENTER, uintptr(r.fd), uintptr(toSubmit), uintptr(wait),
 			enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.extArg)), unsafe.Sizeof(r.extArg))
@@ -368,6 +379,12 @@ func (r *Ring) SubmitAndWaitTimeout(wait uint32, d time.Duration) (int, error) {
 		case unix.EINTR:
 			r.eintr.Add(1)
 			continue
+		case unix.EAGAIN, unix.EBUSY:
+			// As in Submit: the CQ is full or memory is short; reap first.
+			if r.Ready() > 0 {
+				return total, nil
+			}
+			return total, &OpError{Op: "io_uring_enter", Err: errno}
 		default:
 			// ETIME: nothing was submitted by this call (the kernel returns
 			// the submitted count instead of a wait error).
@@ -438,6 +455,19 @@ func PrepPollAdd(sqe *SQE, fd int, events uint32, userData uint64) {
 	sqe.Opcode = OpPollAdd
 	sqe.FD = int32(fd)
 	sqe.OpFlags = events
+	sqe.UserData = userData
+}
+
+// PrepPollRemove prepares an IORING_OP_POLL_REMOVE of the poll whose SQE
+// had user_data target. Its own CQE (userData) has res 0 when the poll was
+// found and cancelled (the poll then completes with -ECANCELED), -ENOENT
+// when it was not found (already completed) and -EALREADY when it was
+// completing. Removing the poll drops the ring's reference to the polled
+// file: an armed POLL_ADD keeps a file alive after its fd is closed.
+func PrepPollRemove(sqe *SQE, target, userData uint64) {
+	sqe.Opcode = OpPollRem
+	sqe.FD = -1
+	sqe.Addr = target
 	sqe.UserData = userData
 }
 

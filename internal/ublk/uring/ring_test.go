@@ -270,3 +270,84 @@ func TestSubmitAndWaitTimeout(t *testing.T) {
 		t.Fatalf("cqe %+v %v", c, ok)
 	}
 }
+
+// TestPollRemove: POLL_REMOVE by user_data cancels an armed poll (its CQE
+// is -ECANCELED, the remove's own CQE 0); a second remove finds nothing
+// (-ENOENT). While the poll is armed it holds the polled file: a pipe whose
+// read end's fd was closed still accepts writes, and refuses them (EPIPE)
+// once the poll is removed. This is why the ublk queue removes the polls of
+// fds its handler dropped.
+func TestPollRemove(t *testing.T) {
+	r := newRing(t, 4, 0)
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[1])
+	// POLLPRI never fires on a pipe (and POLLHUP needs the writer gone).
+	PrepPollAdd(r.SQE(), p[0], unix.POLLPRI, 3)
+	if _, err := r.Submit(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Close(p[0]); err != nil {
+		t.Fatal(err)
+	}
+	one := []byte{1}
+	if _, err := unix.Write(p[1], one); err != nil {
+		t.Fatalf("write while a poll holds the read end: %v", err)
+	}
+	PrepPollRemove(r.SQE(), 3, 4)
+	if _, err := r.Submit(2); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]int32{}
+	for {
+		c, ok := r.Peek()
+		if !ok {
+			break
+		}
+		got[c.UserData] = c.Res
+	}
+	if got[3] != -int32(unix.ECANCELED) || got[4] != 0 || len(got) != 2 {
+		t.Fatalf("remove of an armed poll: cqes %v, want 3:-ECANCELED 4:0", got)
+	}
+	if _, err := unix.Write(p[1], one); !errors.Is(err, unix.EPIPE) {
+		t.Fatalf("write after the poll was removed: %v, want EPIPE (the ring let go of the read end)", err)
+	}
+	PrepPollRemove(r.SQE(), 3, 5)
+	if _, err := r.Submit(1); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := r.Peek(); !ok || c.UserData != 5 || c.Res != -int32(unix.ENOENT) {
+		t.Fatalf("remove of a gone poll: %+v %v, want -ENOENT", c, ok)
+	}
+}
+
+// TestSubmitAndWaitTimeoutBound: the bound holds when the call also
+// submitted (the kernel then returns the count, not ETIME): the wait is not
+// started over.
+func TestSubmitAndWaitTimeoutBound(t *testing.T) {
+	r := newRing(t, 4, 0)
+	if r.Features()&FeatExtArg == 0 {
+		t.Skip("kernel lacks IORING_FEAT_EXT_ARG (< 5.11)")
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	PrepPollAdd(r.SQE(), efd, PollIn, 1)
+	const d = 50 * time.Millisecond
+	start := time.Now()
+	if _, err := r.SubmitAndWaitTimeout(1, d); !errors.Is(err, unix.ETIME) {
+		t.Fatalf("err %v, want ETIME", err)
+	}
+	if el := time.Since(start); el < d {
+		t.Fatalf("waited %v for a bound of %v", el, d)
+	}
+	// One io_uring_enter submitted and waited; the expired bound ends the
+	// call without waiting again.
+	if enters := r.Stats().Enters; enters != 1 {
+		t.Fatalf("%d io_uring_enter calls, want 1", enters)
+	}
+}
