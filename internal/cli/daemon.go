@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -26,6 +27,8 @@ type daemonOpts struct {
 	removeDevices bool
 	logLevel      string
 	simWorkload   bool
+	noUblk        bool
+	probeTimeout  time.Duration
 }
 
 func parseLogLevel(s string) (slog.Level, error) {
@@ -41,9 +44,13 @@ func newDaemonCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run the daemon (systemd: Type=notify; SIGHUP reloads policies)",
-		Long: `Run the daemon in the foreground: log in to the targets over every path, serve
-each logical unit as one device, and serve the control API on a unix socket and
-metrics, a dashboard and a read-only API on --metrics-listen.
+		Long: `Run the daemon in the foreground: log in to the targets over every path
+(--fabric rdma: the config file's targets, one entry per path, each with the
+IP address of its local RoCE port as source), probe the logical units
+(REPORT LUNS, INQUIRY, VPD page 0x83, READ CAPACITY(16)), serve each logical
+unit as one ublk block device /dev/ublkbN (recovered after a restart), and
+serve the control API on a unix socket and metrics, a dashboard and a
+read-only API on --metrics-listen.
 
 Signals: SIGTERM/SIGINT stop gracefully (I/O is drained; devices are left for
 recovery by the next daemon unless --remove-devices); SIGHUP reloads the
@@ -60,7 +67,7 @@ healthy and STOPPING=1 when it stops.`,
 			opts := daemon.Options{
 				Fabric: o.fabric, StorePath: o.store, SocketPath: o.socket, SocketGroup: o.socketGroup,
 				MetricsListen: o.metrics, RuntimeDir: o.runtimeDir, RemoveDevices: o.removeDevices,
-				SimWorkload: o.simWorkload, Logger: log,
+				SimWorkload: o.simWorkload, NoUblk: o.noUblk, ProbeTimeout: o.probeTimeout, Logger: log,
 			}
 			if err := applyConfigFile(&opts, o.config, cmd); err != nil {
 				return err
@@ -109,6 +116,8 @@ healthy and STOPPING=1 when it stops.`,
 	f.StringVar(&o.runtimeDir, "runtime-dir", daemon.DefaultRuntimeDir, "runtime directory (devices/ublkbN for udev)")
 	f.BoolVar(&o.removeDevices, "remove-devices", false, "remove the devices at stop instead of leaving them recoverable")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&o.noUblk, "no-ublk", false, "with --fabric rdma: log in and run the paths, but serve no ublk block devices")
+	f.DurationVar(&o.probeTimeout, "probe-timeout", daemon.DefaultProbeTimeout, "bound on one path's login and LU probe at start")
 	f.BoolVar(&o.simWorkload, "sim-workload", false, "with --fabric sim: run a verified random I/O workload on every device")
 	return cmd
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/srp-mpathd/srp-mpathd/internal/paths"
 	"github.com/srp-mpathd/srp-mpathd/internal/store"
 	"github.com/srp-mpathd/srp-mpathd/internal/ublk"
+	"github.com/srp-mpathd/srp-mpathd/internal/verbs"
 )
 
 // shutdownTimeout bounds the HTTP servers' graceful shutdown.
@@ -36,11 +37,17 @@ type Daemon struct {
 	// Set while starting, read-only once ready.
 	st          *store.Store
 	sim         *SimFabric
+	rdma        *rdmaFabric
+	ublkCtl     *ublk.Control
 	devs        []*device
 	ublkNote    string
 	reg         *prometheus.Registry
 	ctlAddr     string
 	metricsAddr string
+
+	// specMu guards every device's specs: a path admitted late (admitLate)
+	// is appended while the control API reads them.
+	specMu sync.RWMutex
 
 	// mu serialises policy changes (SetPolicy and reloads) and guards cfg.
 	mu  sync.Mutex
@@ -103,16 +110,41 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			return &OpError{Op: "build simulated fabric", Err: err}
 		}
 		defer func() { err = errors.Join(err, d.sim.Close()) }()
+		if d.opts.UblkDriver != nil {
+			if d.ublkCtl, err = openUblk(d.opts.UblkDriver, d.log); err != nil {
+				return &OpError{Op: "open ublk control", Err: err}
+			}
+			defer func() { err = errors.Join(err, d.ublkCtl.Close()) }()
+		}
 	default:
-		return &OpError{Op: "build fabric", Err: fmt.Errorf("%w: the rdma provider (internal/verbs/rdma) is not built yet; use --fabric sim", ErrFabricUnavailable)}
+		d.rdma, err = openRDMA(d.log)
+		if err != nil {
+			return &OpError{Op: "build fabric", Err: err}
+		}
+		defer func() { err = errors.Join(err, d.rdma.Close()) }()
+		if !d.opts.NoUblk {
+			drv := d.opts.UblkDriver
+			if drv == nil {
+				drv = ublk.Linux{}
+			}
+			if d.ublkCtl, err = openUblk(drv, d.log); err != nil {
+				d.log.Warn("no ublk block devices: devices are served to in-process queue runners only", "err", err)
+			} else {
+				defer func() { err = errors.Join(err, d.ublkCtl.Close()) }()
+			}
+		}
 	}
-	d.ublkNote = ublkNote()
+	d.ublkNote = d.ublkStatus()
 	d.log.Info("ublk", "status", d.ublkNote)
 
 	g, gctx := errgroup.WithContext(ctx)
 	defer func() {
 		for _, dev := range d.devs {
+			err = errors.Join(err, d.stopBlockDevice(dev))
 			err = errors.Join(err, dev.pd.Close())
+			for _, free := range dev.free {
+				err = errors.Join(err, free())
+			}
 			if d.opts.RemoveDevices {
 				err = errors.Join(err, removeDeviceFile(d.opts.RuntimeDir, dev.name))
 			}
@@ -147,16 +179,80 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	return g.Wait()
 }
 
-// ublkNote says whether ublk devices are served, and why not.
-func ublkNote() string {
+// ublkStatus says whether ublk devices are served, and why not.
+func (d *Daemon) ublkStatus() string {
+	switch {
+	case d.ublkCtl != nil:
+		return "serving: every device is a ublk block device (/dev/ublkbN)"
+	case d.opts.Fabric == FabricSim:
+		return "not used with the simulated fabric: devices are served to in-process queue runners only"
+	case d.opts.NoUblk:
+		return "disabled (--no-ublk): devices are served to in-process queue runners only"
+	}
 	if err := (ublk.Linux{}).Probe(); err != nil {
 		return "absent (" + err.Error() + "): devices are served to in-process queue runners only"
 	}
-	return "available, but not attached: the paths↔ublk adapter is not built yet; devices are served to in-process queue runners only"
+	return "unavailable (see the log): devices are served to in-process queue runners only"
 }
 
-// buildDevices makes one device per LU and starts its queue runners (on g)
-// and paths.
+// endpoints lists the fabric's paths.
+func (d *Daemon) endpoints() []*endpoint {
+	if d.sim != nil {
+		return d.sim.endpoints(d.cfg.Defaults.Path, d.log)
+	}
+	eps, errs := d.rdma.endpoints(d.cfg, d.log)
+	for _, err := range errs {
+		d.log.Error("target not used", "err", err)
+	}
+	if len(d.cfg.Targets) == 0 {
+		d.log.Warn("no targets configured (targets: in the config file): no devices")
+	}
+	return eps
+}
+
+// eventDevices are the local RDMA devices whose async events reach the
+// paths.
+func (d *Daemon) eventDevices() []verbs.Device {
+	if d.sim != nil {
+		return []verbs.Device{d.sim.Initiator}
+	}
+	return d.rdma.order
+}
+
+// discover probes every endpoint (login, REPORT LUNS, identity of each LU)
+// and groups the paths by WWID; refused paths are logged. failed are the
+// endpoints whose probe failed (admitLate retries them).
+func (d *Daemon) discover(ctx context.Context) (groups []*lunGroup, failed []*endpoint) {
+	eps := d.endpoints()
+	found := make([]pathLUs, len(eps))
+	var wg sync.WaitGroup
+	for i, ep := range eps {
+		wg.Go(func() {
+			lus, err := probeEndpoint(ctx, ep, d.opts.ProbeTimeout)
+			found[i] = pathLUs{ep: ep, lus: lus, err: err}
+		})
+	}
+	wg.Wait()
+	for _, f := range found {
+		if f.err != nil {
+			d.log.Error("path not used yet: its probe failed (retried in the background)", "path", f.ep.desc, "err", f.err)
+			failed = append(failed, f.ep)
+			continue
+		}
+		for _, lu := range f.lus {
+			d.log.Info("LU found", "path", f.ep.desc, "lun", lu.LUN, "wwid", lu.WWID, "vendor", lu.Vendor, "product", lu.Product,
+				"blocks", lu.Blocks, "block_size", lu.BlockSize, "write_cache", lu.WriteCache)
+		}
+	}
+	groups, refused := groupPaths(found)
+	for _, err := range refused {
+		d.log.Error("path refused", "err", err)
+	}
+	return groups, failed
+}
+
+// buildDevices makes one device per LU, starts its queue runners (on g) or
+// its ublk device, and its paths.
 func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group) error {
 	admin, err := d.st.ListPathAdmin()
 	if err != nil {
@@ -166,65 +262,74 @@ func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group) error {
 	if err != nil {
 		return &OpError{Op: "read policy overrides", Err: err}
 	}
-	for ti, t := range d.sim.Targets {
-		cfg := t.LU.Config()
+	groups, failed := d.discover(ctx)
+	for gi, grp := range groups {
+		lu := grp.ref
+		if bl, rule := d.cfg.Blacklisted(lu.WWID, lu.Vendor, lu.Product); bl {
+			d.log.Info("LU blacklisted", "wwid", lu.WWID, "rule", rule)
+			continue
+		}
 		ident := store.Identity{
-			Capacity: uint64(cfg.BlockSize) * cfg.Blocks, LogicalBlockSize: uint32(cfg.BlockSize), PhysicalBlockSize: uint32(cfg.BlockSize),
-			Vendor: "LIO-ORG", Product: cfg.Product, Revision: "sim",
+			Capacity: lu.Capacity(), LogicalBlockSize: lu.BlockSize, PhysicalBlockSize: lu.PhysicalBlockSize,
+			Vendor: lu.Vendor, Product: lu.Product, Revision: lu.Revision,
 		}
-		devID, created, err := d.st.Bind(t.WWID(), ident)
+		devID, created, err := d.st.Bind(lu.WWID, ident)
 		if err != nil {
-			return &OpError{Op: "bind " + t.WWID(), Err: err}
+			if _, ok := errors.AsType[*store.MismatchError](err); ok {
+				d.log.Error("LU not served: it differs from its stored identity", "wwid", lu.WWID, "err", err)
+				continue
+			}
+			return &OpError{Op: "bind " + lu.WWID, Err: err}
 		}
-		ident.WWID, ident.DevID = t.WWID(), devID
-		dev := &device{name: devName(devID), wwid: t.WWID(), ident: ident, target: t.Name, hist: newLatencyHist()}
-		pol, err := effectivePolicy(d.cfg, dev.wwid, overrides[dev.wwid])
+		ident.WWID, ident.DevID = lu.WWID, devID
+		dev := &device{name: devName(devID), wwid: lu.WWID, ident: ident, lu: lu, target: grp.paths[0].ep.target, hist: newLatencyHist()}
+		ov := overrides[dev.wwid]
+		pol, err := effectivePolicy(d.cfg, dev.wwid, ov)
 		if err != nil {
 			d.log.Warn("stored policy override ignored", "device", dev.name, "err", err)
-			if pol, err = effectivePolicy(d.cfg, dev.wwid, store.Policy{}); err != nil {
+			ov = store.Policy{}
+			if pol, err = effectivePolicy(d.cfg, dev.wwid, ov); err != nil {
 				return &OpError{Op: "policy of " + dev.name, Err: err}
 			}
 		}
-		if d.opts.SimWorkload {
-			dev.wl = newWorkload(int64(ident.Capacity), d.opts.SimWorkloadDepth, uint64(ti)+1)
-		}
-		r := newQueueRunner(dev.wl, dev.hist)
-		dev.runners = []*queueRunner{r}
-		dev.pd, err = paths.New(paths.Config{
-			Name: dev.name, BlockSize: cfg.BlockSize, Blocks: cfg.Blocks, Policy: pol,
-			Queues: []paths.QueueConfig{r.queueConfig()}, Logger: d.log, Seed: uint64(devID) + 1,
-		})
+		ds, err := d.cfg.Effective(dev.wwid, overrideOf(ov))
 		if err != nil {
-			return &OpError{Op: "create device " + dev.name, Err: err}
+			return &OpError{Op: "settings of " + dev.name, Err: err}
 		}
-		r.q = dev.pd.Queue(0)
+		if err := d.newDevice(dev, ds, pol, uint64(gi)+1); err != nil {
+			return err
+		}
 		d.devs = append(d.devs, dev)
 		if err := writeDeviceFile(d.opts.RuntimeDir, dev); err != nil {
 			return &OpError{Op: "write udev file of " + dev.name, Err: err}
 		}
-		d.log.Info("device", "name", dev.name, "wwid", dev.wwid, "new", created, "policy", pol.String())
+		d.log.Info("device", "name", dev.name, "wwid", dev.wwid, "new", created, "paths", len(grp.paths), "policy", pol.String())
 		for _, r := range dev.runners {
 			g.Go(func() error { return r.run(ctx, d.opts.DrainTimeout) })
 		}
-		dev.specs = d.sim.pathSpecs(t, dev.name, d.cfg.Defaults.Path, d.log)
+		for _, lp := range grp.paths {
+			dev.specs = append(dev.specs, d.pathSpec(dev, lp.ep, lp.lu))
+		}
 	}
-	// One reader of the initiator's async events, fanned out to every
+	// One reader of each local device's async events, fanned out to every
 	// device (a channel delivers each event to one receiver only).
-	g.Go(func() error {
-		for {
-			select {
-			case ev, ok := <-d.sim.Initiator.Events():
-				if !ok {
+	for _, vd := range d.eventDevices() {
+		g.Go(func() error {
+			for {
+				select {
+				case ev, ok := <-vd.Events():
+					if !ok {
+						return nil
+					}
+					for _, dev := range d.devs {
+						dev.pd.PortEvent(ev.Device, ev.Port, ev.Kind)
+					}
+				case <-ctx.Done():
 					return nil
 				}
-				for _, dev := range d.devs {
-					dev.pd.PortEvent(ev.Device, ev.Port, ev.Kind)
-				}
-			case <-ctx.Done():
-				return nil
 			}
-		}
-	})
+		})
+	}
 	for _, dev := range d.devs {
 		for _, spec := range dev.specs {
 			if err := dev.pd.AddPath(ctx, spec); err != nil {
@@ -242,11 +347,82 @@ func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group) error {
 			}
 		}
 	}
+	// The block devices come last: their partition scan needs the paths.
+	for _, dev := range d.devs {
+		if err := d.startBlockDevice(ctx, dev); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		g.Go(func() error { return d.admitLate(ctx, failed) })
+	}
 	return nil
+}
+
+// pathSpec is the paths.PathSpec of endpoint ep for dev, whose LU it
+// reaches as lu.
+func (d *Daemon) pathSpec(dev *device, ep *endpoint, lu LUInfo) paths.PathSpec {
+	return paths.PathSpec{
+		ID: ep.pathID(dev.name), Target: ep.tport, Device: ep.dev, DeviceName: ep.devName,
+		Port: ep.port, LUN: lu.LUN, Connect: connector(ep, lu, dev.chanDepth, d.log),
+	}
+}
+
+// newDevice creates dev's paths.Device: with ublk, queues whose memory
+// comes when ublk starts them; without, in-process queue runners.
+func (d *Daemon) newDevice(dev *device, ds config.DeviceSettings, pol paths.Policy, seed uint64) error {
+	cfg := paths.Config{
+		Name: dev.name, BlockSize: int(dev.lu.BlockSize), Blocks: dev.lu.Blocks, Policy: pol,
+		Logger: d.log, Seed: uint64(dev.ident.DevID) + seed,
+	}
+	if d.ublkCtl != nil {
+		dev.queues, dev.depth, dev.maxIO = ds.UblkQueues, ds.QueueDepth, int(ds.MaxIOSize)
+		for range dev.queues {
+			cfg.Queues = append(cfg.Queues, paths.QueueConfig{Depth: dev.depth})
+		}
+		dev.chanDepth = dev.depth + chanSlack
+	} else {
+		mem, err := d.runnerMemory(dev)
+		if err != nil {
+			return &OpError{Op: "queue memory of " + dev.name, Err: err}
+		}
+		if d.opts.SimWorkload {
+			dev.wl = newWorkload(int64(dev.ident.Capacity), d.opts.SimWorkloadDepth, seed)
+		}
+		r := newQueueRunner(dev.wl, dev.hist, mem)
+		dev.runners = []*queueRunner{r}
+		cfg.Queues = []paths.QueueConfig{r.queueConfig()}
+		dev.chanDepth = runnerDepth + chanSlack
+	}
+	var err error
+	if dev.pd, err = paths.New(cfg); err != nil {
+		return &OpError{Op: "create device " + dev.name, Err: err}
+	}
+	for _, r := range dev.runners {
+		r.q = dev.pd.Queue(0)
+	}
+	return nil
+}
+
+// runnerMemory is a queue runner's tag memory: on the Go heap for the
+// simulator, off-heap (registered with real RDMA devices) otherwise.
+func (d *Daemon) runnerMemory(dev *device) ([]byte, error) {
+	size := runnerDepth * runnerTagSize
+	if d.sim != nil {
+		return make([]byte, size), nil
+	}
+	mem, free, err := ublk.AllocQueueMemory(size)
+	if err != nil {
+		return nil, err
+	}
+	dev.free = append(dev.free, free)
+	return mem, nil
 }
 
 // deviceOfPath finds the device a path id belongs to.
 func (d *Daemon) deviceOfPath(id string) *device {
+	d.specMu.RLock()
+	defer d.specMu.RUnlock()
 	for _, dev := range d.devs {
 		for _, s := range dev.specs {
 			if s.ID == id {

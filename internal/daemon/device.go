@@ -9,6 +9,7 @@ import (
 
 	"github.com/srp-mpathd/srp-mpathd/internal/paths"
 	"github.com/srp-mpathd/srp-mpathd/internal/store"
+	"github.com/srp-mpathd/srp-mpathd/internal/ublk"
 )
 
 // blockDevPrefix names the block device of ublk device id N.
@@ -27,6 +28,16 @@ type device struct {
 	wl      *workload
 	hist    *latencyHist
 	specs   []paths.PathSpec
+
+	// lu is the identity and geometry the paths agreed on at start.
+	lu LUInfo
+	// Geometry of the ublk device (queues × depth tags of maxIO bytes)
+	// and the tag count of each channel.
+	queues, depth, maxIO, chanDepth int
+	// ub serves the device through ublk (nil without ublk).
+	ub *ublk.Device
+	// free releases off-heap runner memory after the device is closed.
+	free []func() error
 }
 
 func devName(devID int) string { return fmt.Sprintf("%s%d", blockDevPrefix, devID) }

@@ -9,18 +9,41 @@
 //     serves until its context ends and stops gracefully. Reload (SIGHUP,
 //     forwarded by the CLI on Options.Reload) re-reads the configuration and
 //     the store's policy overrides and applies them without dropping I/O.
-//   - The fabric: FabricSim is a built-in topology (simfabric.go): 2
-//     srptest targets × 2 paths, one independent sim link per path, one LU
-//     per target. FabricRDMA is refused with ErrFabricUnavailable until
-//     internal/verbs/rdma exists.
-//   - Devices (device.go, runner.go): one paths.Device per LU, named
-//     ublkb<dev id> with the id bound to the LU's WWID in the store. Until
-//     the paths↔ublk adapter exists every device is served to an
-//     in-process queue runner, which plays the ublk queue thread: it polls
-//     the channels (heartbeat ACKs are seen that way, so it runs even idle)
-//     and, with Options.SimWorkload, drives a verified random I/O workload
-//     (workload.go) — the demo's stand-in for md. Status says whether ublk
-//     is present and that it is not attached.
+//   - The fabric: both produce endpoints (endpoint.go: one path to a
+//     target port, with its local device and a dial function).
+//     FabricSim is a built-in topology (simfabric.go): 2 srptest targets ×
+//     2 paths, one independent sim link per path, one LU per target.
+//     FabricRDMA (rdmafabric.go) is rdma-core with the configuration's
+//     static targets, one entry per path; each source address is mapped
+//     to its local RDMA device and port through sysfs (netlink for
+//     IPoIB), each device is opened once; every channel of a path logs in
+//     with the entry's initiator_ext and MULTI (one I_T nexus, as
+//     ib_srp's channels).
+//   - Identity (probe.go, endpoint.go): at start every endpoint logs in a
+//     probe channel and runs REPORT LUNS, then per disk LU INQUIRY, VPD
+//     0x83 (the WWID, multipath's form), READ CAPACITY(16) and MODE SENSE
+//     caching, synchronously on the calling goroutine (Submit + Poll with
+//     a deadline, one registered buffer). The paths are grouped by WWID;
+//     a path whose capacity or block size differs from the first path's
+//     is refused with ErrIdentityMismatch. Every channel a path makes
+//     later (each queue, each reconnect) is checked again the same way
+//     before it carries I/O, so a path that now reaches another LU stays
+//     down with that reason. An endpoint whose probe fails at start is
+//     retried in the background each reconnect_delay (late.go) and joins
+//     its WWID's device when it comes up with the same identity; an LU
+//     first seen then gets no device before a restart.
+//   - Devices (device.go, blockdev.go, runner.go): one paths.Device per
+//     WWID, named ublkb<dev id> with the id bound to the WWID in the
+//     store. With FabricRDMA and /dev/ublk-control present, each is a
+//     ublk device (paths.NewUblkHandler; the queues bind and register
+//     their tag buffers when ublk starts them), recovered when a previous
+//     daemon left it, added otherwise. Without ublk (the simulator,
+//     --no-ublk, no ublk_drv) each device is served to an in-process
+//     queue runner, which plays the ublk queue thread: it polls the
+//     channels (heartbeat ACKs are seen that way, so it runs even idle)
+//     and, with Options.SimWorkload, drives a verified random I/O
+//     workload (workload.go) — the demo's stand-in for md. Status says
+//     which.
 //   - The control API (api.go, views.go, client.go): HTTP + JSON on a unix
 //     socket (mode 0660, root:SocketGroup); a read-only subset, /metrics and
 //     the dashboard (dashboard.go, one server-rendered page, no external
@@ -43,17 +66,22 @@
 //
 // # Order of effects
 //
-// Run: open the store → build the fabric → per LU: bind the WWID in the
-// store (the id is persisted before anything names it) → create the
-// paths.Device → write <RuntimeDir>/devices/ublkbN (the udev rule imports
-// it, so it must exist before a block device appears) → start its queue
-// runner → then, for all devices, add the paths (log in) → restore
-// admin-failed paths from the store → bind the control socket and the
-// metrics listener → READY=1 → serve; WATCHDOG=1 at half of WATCHDOG_USEC.
+// Run: open the store → build the fabric (rdma: open ublk control) →
+// probe every endpoint (in parallel, each bounded by ProbeTimeout) and
+// group by WWID → per LU: bind the WWID in the store (the id is persisted
+// before anything names it) → create the paths.Device → write
+// <RuntimeDir>/devices/ublkbN (the udev rule imports it, so it must exist
+// before a block device appears) → start its queue runner (no ublk) →
+// then, for all devices, add the paths (log in) → restore admin-failed
+// paths from the store → open the ublk devices (their partition scan
+// needs the paths) → bind the control socket and the metrics listener →
+// READY=1 → serve; WATCHDOG=1 at half of WATCHDOG_USEC.
 //
 // Stop (the context ends, or a task fails): STOPPING=1 → the HTTP servers
 // shut down → the queue runners stop submitting and drain the I/O in
-// progress (bounded by DrainTimeout) → the devices close their channels →
+// progress (bounded by DrainTimeout) → each ublk device is detached (left
+// quiesced for recovery) or, with RemoveDevices, stopped and deleted,
+// bounded by DrainTimeout → the devices close their channels →
 // the udev files are removed only with RemoveDevices (otherwise the devices
 // stay recoverable by the next daemon) → the fabric and the store close.
 package daemon

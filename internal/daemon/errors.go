@@ -25,6 +25,12 @@ var (
 	ErrNoDaemon = errors.New("the daemon's control socket could not be reached")
 	// ErrNotReady: the daemon has not finished starting.
 	ErrNotReady = errors.New("daemon not ready")
+	// ErrProbe: a SCSI probe of a path (REPORT LUNS, INQUIRY, VPD 0x83,
+	// READ CAPACITY) failed; the path is not admitted.
+	ErrProbe = errors.New("LU probe failed")
+	// ErrIdentityMismatch: a path reports a different WWID or capacity
+	// than the device's other paths or its stored identity; it is refused.
+	ErrIdentityMismatch = errors.New("path reports a different LU identity")
 )
 
 // OpError is a failed step of the daemon's start, stop or reload.

@@ -79,6 +79,9 @@ func (d *Daemon) deviceView(dev *device, st paths.DeviceStatus) DeviceView {
 			v.PathsUsable++
 		}
 	}
+	if dev.ub != nil {
+		v.Block = dev.ub.BlockPath()
+	}
 	if dev.wl != nil {
 		v.IOCompleted, v.IOFailed = dev.wl.done.Load(), dev.wl.failed.Load()
 	}
@@ -315,6 +318,8 @@ func (d *Daemon) pathState(dev *device, id string) string {
 }
 
 func (d *Daemon) unknownPath(id string) error {
+	d.specMu.RLock()
+	defer d.specMu.RUnlock()
 	var ids []string
 	for _, dev := range d.devs {
 		for _, s := range dev.specs {

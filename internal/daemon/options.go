@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/srp-mpathd/srp-mpathd/internal/config"
+	"github.com/srp-mpathd/srp-mpathd/internal/ublk"
 )
 
 // Fabric names accepted by Options.Fabric.
@@ -74,6 +75,17 @@ type Options struct {
 	Logger *slog.Logger
 	// OnReady, if set, is called once every task is up (after READY=1).
 	OnReady func(*Daemon)
+	// NoUblk serves the devices of the rdma fabric to in-process queue
+	// runners instead of ublk block devices (logins and path handling
+	// only).
+	NoUblk bool
+	// UblkDriver is the ublk driver; nil means ublk.Linux{} with
+	// FabricRDMA and no ublk with FabricSim. Tests set it (ublkfake) to
+	// serve the simulated devices through ublk.
+	UblkDriver ublk.Driver
+	// ProbeTimeout bounds one path's login and LU probe at start
+	// (default DefaultProbeTimeout).
+	ProbeTimeout time.Duration
 	// NoListeners skips the control socket and the metrics listener (the
 	// demo runs the daemon's core only, and can run in a synctest bubble).
 	NoListeners bool
@@ -118,6 +130,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.SimWorkloadDepth <= 0 || o.SimWorkloadDepth > runnerDepth {
 		o.SimWorkloadDepth = runnerDepth
+	}
+	if o.ProbeTimeout <= 0 {
+		o.ProbeTimeout = DefaultProbeTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

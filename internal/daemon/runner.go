@@ -48,9 +48,10 @@ type queueRunner struct {
 	busy   atomic.Int64
 }
 
-func newQueueRunner(wl *workload, hist *latencyHist) *queueRunner {
+// newQueueRunner makes a runner over mem (runnerDepth*runnerTagSize bytes).
+func newQueueRunner(wl *workload, hist *latencyHist, mem []byte) *queueRunner {
 	r := &queueRunner{
-		mem: make([]byte, runnerDepth*runnerTagSize), depth: runnerDepth,
+		mem: mem, depth: runnerDepth,
 		waker: newChanWaker(), wl: wl, hist: hist, starts: make([]time.Time, runnerDepth),
 	}
 	for t := runnerDepth - 1; t >= 0; t-- {

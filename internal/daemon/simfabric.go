@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/srp-mpathd/srp-mpathd/internal/config"
-	"github.com/srp-mpathd/srp-mpathd/internal/paths"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp/srptest"
 	"github.com/srp-mpathd/srp-mpathd/internal/verbs/sim"
@@ -134,35 +133,34 @@ func newSimFabric(log *slog.Logger, latency time.Duration) (_ *SimFabric, err er
 	return s, nil
 }
 
-// pathSpecs returns the path specs of target t's LU for a device named dev;
-// ps gives the RC transport settings of the path.
-func (s *SimFabric) pathSpecs(t *SimTarget, dev string, ps config.PathSettings, log *slog.Logger) []paths.PathSpec {
+// endpoints returns every path of the topology (target by target); ps
+// gives the RC transport settings.
+func (s *SimFabric) endpoints(ps config.PathSettings, log *slog.Logger) []*endpoint {
 	ack, retry := uint8(ps.AckTimeout), uint8(min(max(ps.RetryCount, 0), maxRetryCount))
-	var specs []paths.PathSpec
-	for p := range t.Ports {
-		src, dst, port := t.src[p], netip.AddrPortFrom(t.addrs[p], simTargetPort), t.ports[p]
-		specs = append(specs, paths.PathSpec{
-			ID:         PathID(dev, t.Name, p+1),
-			Target:     t.Name + "." + fmt.Sprint(p+1),
-			Device:     s.Initiator,
-			DeviceName: simInitiator,
-			Port:       port,
-			LUN:        simLUN,
-			Connect: func(ctx context.Context, queue int) (paths.Channel, error) {
-				c, err := srp.Dial(ctx, s.Initiator, srp.ChannelParams{
-					Src: src, Dst: dst,
-					InitiatorExt: simInitiatorExt + uint64(queue), TargetPortID: t.Target.PortID(),
-					QueueDepth: simChanDepth, Immediate: true, MultiChannel: true, Port: port,
-					AckTimeout: ack, RetryCount: retry, Logger: log,
-				})
-				if err != nil {
-					return nil, err
-				}
-				return c, nil
-			},
-		})
+	var eps []*endpoint
+	for _, t := range s.Targets {
+		for p := range t.Ports {
+			src, dst, port, n := t.src[p], netip.AddrPortFrom(t.addrs[p], simTargetPort), t.ports[p], p+1
+			eps = append(eps, &endpoint{
+				target: t.Name, desc: fmt.Sprintf("%s.%d", t.Name, n), tport: fmt.Sprintf("%s.%d", t.Name, n),
+				pathID:  func(dev string) string { return PathID(dev, t.Name, n) },
+				dev:     s.Initiator,
+				devName: simInitiator,
+				port:    port,
+				// The sim channels have at least their fixed depth, above
+				// the runners' queue depth.
+				dial: func(ctx context.Context, queue, depth int) (*srp.Channel, error) {
+					return srp.Dial(ctx, s.Initiator, srp.ChannelParams{
+						Src: src, Dst: dst,
+						InitiatorExt: simInitiatorExt + uint64(queue), TargetPortID: t.Target.PortID(),
+						QueueDepth: max(depth, simChanDepth), Immediate: true, MultiChannel: true, Port: port,
+						AckTimeout: ack, RetryCount: retry, Logger: log,
+					})
+				},
+			})
+		}
 	}
-	return specs
+	return eps
 }
 
 // PathID names path number n (1-based) of device dev through target: the
