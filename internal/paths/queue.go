@@ -663,20 +663,24 @@ func (q *Queue) NextDeadline() (time.Time, bool) {
 	return next, next != never
 }
 
-// ArmNotify arms completion notification on every channel of the queue.
-// Poll once more after it before sleeping. A fired notification is consumed
-// by whoever sleeps on the fd (the ublk adapter's PollReady), only for the
-// fd that fired: consuming every channel's here would cost a system call
-// per channel per loop, and a fired fd left unconsumed stays readable, so a
-// thread sleeping on it would spin.
+// ArmNotify consumes the fired notifications of every channel of the queue
+// and arms the next one. Poll once more after it before sleeping. Without
+// the consume step a completion fd that fired once stays readable, and a
+// thread sleeping on it (ublk's POLL_ADD) would spin. The ublk adapter's
+// PollReady also consumes the fd that fired; consuming here as well keeps
+// the guarantee independent of the order in which the queue thread sees
+// the poll and the completion (it costs one non-blocking read per channel
+// per loop: a candidate for removal once measured).
 func (q *Queue) ArmNotify() {
 	q.refresh()
 	for _, ch := range q.chans {
 		if ch != nil {
+			_ = ch.AckNotify()
 			_ = ch.ArmNotify()
 		}
 	}
 	for _, ch := range q.draining {
+		_ = ch.AckNotify()
 		_ = ch.ArmNotify()
 	}
 }
