@@ -37,9 +37,12 @@ func (e *OpError) Error() string {
 
 func (e *OpError) Unwrap() error { return e.Err }
 
-// ErrnoFor translates an error from a Handler or Backend into the negative
-// errno the kernel's ublk_complete_rq maps to a block status. It is the one
-// place where this translation happens.
+// ErrnoFor translates an error from a Backend (or a generic handler error)
+// into the negative errno the kernel's ublk_complete_rq maps to a block
+// status: the one place this package does so. A Handler with a richer error
+// domain translates in one function of its own and completes with the errno
+// (internal/paths.Errno maps SCSI outcomes as scsi_result_to_blk_status
+// would).
 func ErrnoFor(err error) int32 {
 	var errno unix.Errno
 	switch {
