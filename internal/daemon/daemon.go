@@ -200,7 +200,7 @@ func (d *Daemon) endpoints() []*endpoint {
 	if d.sim != nil {
 		return d.sim.endpoints(d.cfg.Defaults.Path, d.log)
 	}
-	eps, errs := d.rdma.endpoints(d.cfg, d.log)
+	eps, errs := d.rdma.endpoints(d.cfg, d.opts.ProbeTimeout, d.log)
 	for _, err := range errs {
 		d.log.Error("target not used", "err", err)
 	}

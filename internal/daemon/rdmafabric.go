@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/srp-mpathd/srp-mpathd/internal/config"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp"
@@ -57,7 +58,11 @@ func (f *rdmaFabric) device(name string) (verbs.Device, error) {
 // endpoints maps every configured target to its local device and port.
 // A target whose source cannot be mapped is reported in errs (naming the
 // config entry) and left out; the others still serve.
-func (f *rdmaFabric) endpoints(cfg *config.Config, log *slog.Logger) (eps []*endpoint, errs []error) {
+//
+// Every login is bounded by loginTimeout: a reconnect started while the
+// path drops packets silently would otherwise wait out the CM's own REQ
+// retries (a minute and more) before the next attempt could begin.
+func (f *rdmaFabric) endpoints(cfg *config.Config, loginTimeout time.Duration, log *slog.Logger) (eps []*endpoint, errs []error) {
 	ps := cfg.Defaults.Path
 	ack, retry := uint8(ps.AckTimeout), uint8(min(max(ps.RetryCount, 0), maxRetryCount))
 	for i, t := range cfg.Targets {
@@ -91,6 +96,8 @@ func (f *rdmaFabric) endpoints(cfg *config.Config, log *slog.Logger) (eps []*end
 			// logs in with MULTI, as ib_srp's ch_count channels do: one
 			// I_T nexus, one LIO ACL.
 			dial: func(ctx context.Context, _, depth int) (*srp.Channel, error) {
+				ctx, cancel := context.WithTimeout(ctx, loginTimeout)
+				defer cancel()
 				return srp.Dial(ctx, dev, srp.ChannelParams{
 					Src: src, Dst: dst, InitiatorExt: iniExt, TargetPortID: pid,
 					QueueDepth: depth, Immediate: true, MultiChannel: true, Port: port,

@@ -13,12 +13,19 @@ import (
 	"testing"
 
 	"github.com/srp-mpathd/srp-mpathd/internal/ublk"
+	"github.com/srp-mpathd/srp-mpathd/test/lab/daemonlab"
 )
 
 // TestMain turns the test binary into a ublk server when LAB_UBLK_SERVE is
 // set: the ublk scenarios start it as a separate process, so that they can
 // kill -9 it and start it again.
+//
+// It runs the daemon itself when daemonlab.EnvArgs is set (the e2e
+// scenarios start srp-mpathd as a child process with daemonlab.Start).
 func TestMain(m *testing.M) {
+	if code, ok := daemonlab.RunIfChild(); ok {
+		os.Exit(code)
+	}
 	if spec := os.Getenv(envServe); spec != "" {
 		os.Exit(serveMain(spec))
 	}
