@@ -1,6 +1,7 @@
 # srp-mpathd — build, test and lab entry points.
 #
-#   make demo   set up and run the main job
+#   make demo   set up and run the main job: the lab demo, srp-mpathd against
+#               the kernel stack in a VM, with a latency plot
 #   make test   set up and pass every test (host suites, fuzz smoke, lab)
 #
 # Every target that needs system packages depends on `deps`, which is
@@ -23,7 +24,7 @@ DEB_PACKAGES := build-essential pkg-config git ca-certificates \
 	multipath-tools udev sg3-utils mdadm fio e2fsprogs nftables \
 	prometheus chromium
 
-.PHONY: all deps build test vet lint staticcheck unit fuzz-smoke bench lab demo clean
+.PHONY: all deps build test vet lint staticcheck unit fuzz-smoke bench lab lab-report demo demo-sim clean
 
 all: build
 
@@ -60,12 +61,26 @@ test: deps lint unit fuzz-smoke lab
 lab: deps
 	$(GO) run ./test/lab/cmd/labrun -go "$(GO)" $(if $(LAB_SUITES),-suites "$(LAB_SUITES)")
 
+# The main job, in the VM lab (about 10 minutes under TCG, as root): the
+# kernel stack's link-down baseline, then srp-mpathd's daemon under the same
+# verified load and fault. labrun prints both stacks' longest single I/O and
+# longest gap from results.json and writes $(LAB_OUT)/latency-demo.png (I/O
+# completion latency over time around the fault, one panel per stack); it
+# fails when a scenario failed.
+demo: deps
+	$(GO) run ./test/lab/cmd/labrun -go "$(GO)" -suites kernel-linkdown,demo
+
+# The README's lab results table, rewritten from $(LAB_OUT)/results.json
+# (the last lab run).
+lab-report:
+	$(GO) run ./test/lab/cmd/labrun -report README.md
+
 # The main job over the simulated fabric: the whole daemon (2 targets x 2
 # paths, software SRP targets) under a verified workload while link down,
 # blackhole and DREQ are injected; prints the per-scenario stall and fails on
 # any I/O error. DEMO_ARGS="--json" for machine-readable output.
 DEMO_DURATION ?= 30s
-demo: build
+demo-sim: build
 	$(BIN)/srp-mpathd demo --sim --duration $(DEMO_DURATION) $(DEMO_ARGS)
 
 clean:

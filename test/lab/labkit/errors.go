@@ -13,6 +13,9 @@ var ErrNoOutDir = errors.New("labkit: LAB_OUT is not set")
 // scenario.
 var ErrBadFragment = errors.New("labkit: bad scenario fragment")
 
+// ErrBadTimeline marks a timeline file that does not decode.
+var ErrBadTimeline = errors.New("labkit: bad timeline")
+
 // OpError is a failed labkit operation on a path or a command.
 type OpError struct {
 	Op   string // "write fragment", "read fragment", "modprobe", "fio", ...

@@ -51,6 +51,9 @@ type IOLoad struct {
 	Span   int64
 	Verify bool // writes carry a pattern, reads of written blocks check it
 	Seed   uint64
+	// TimelineCap is how many I/Os the latency timeline keeps (see
+	// IOStats.Timeline); 0 is DefaultTimelineCap, negative keeps none.
+	TimelineCap int
 }
 
 // IOStats is what a load saw, from its start to the moment it was read.
@@ -73,6 +76,10 @@ type IOStats struct {
 	MaxLatency     time.Duration
 	MaxLatencyFrom time.Time
 	OldestInFlight time.Duration
+	// Timeline has every ended I/O (up to IOLoad.TimelineCap) and the
+	// load's markers (IORun.Mark). Its samples are shared with the run,
+	// which never rewrites them: read them, do not modify them.
+	Timeline IOTimeline
 }
 
 // IOs is the number of successful I/Os.
@@ -124,9 +131,10 @@ type IORun struct {
 	// when idle.
 	inflight []atomic.Int64
 
-	mu    sync.Mutex
-	stats IOStats
-	last  time.Time // last successful completion, or Start
+	mu       sync.Mutex
+	stats    IOStats
+	last     time.Time // last successful completion, or Start
+	timeline timelineBuf
 }
 
 // StartIOLoad opens l.Path with O_DIRECT and starts the load.
@@ -161,7 +169,10 @@ func StartIOLoad(l IOLoad) (*IORun, error) {
 		f.Close()
 		return nil, &OpError{Op: "io load", Path: l.Path, Err: fmt.Errorf("span %d holds %d blocks, fewer than depth %d", l.Span, blocks, l.Depth)}
 	}
-	r := &IORun{load: l, f: f, stop: make(chan struct{}), inflight: make([]atomic.Int64, l.Depth)}
+	if l.TimelineCap == 0 {
+		l.TimelineCap = DefaultTimelineCap
+	}
+	r := &IORun{load: l, f: f, stop: make(chan struct{}), inflight: make([]atomic.Int64, l.Depth), timeline: newTimelineBuf(l.TimelineCap)}
 	bufs := make([][]byte, l.Depth)
 	for w := range bufs {
 		// O_DIRECT wants an aligned buffer: an anonymous mapping is
@@ -249,9 +260,18 @@ func (r *IORun) complete(t0 time.Time, write bool, err, verr error) {
 	defer r.mu.Unlock()
 	now := time.Now()
 	s := &r.stats
-	if lat := now.Sub(t0); lat > s.MaxLatency {
+	lat := now.Sub(t0)
+	if lat > s.MaxLatency {
 		s.MaxLatency, s.MaxLatencyFrom = lat, t0
 	}
+	var flags IOFlags
+	if write {
+		flags |= IOWrite
+	}
+	if err != nil {
+		flags |= IOFailed
+	}
+	r.timeline.add(now.Sub(s.Start), lat, flags)
 	if err != nil {
 		s.Errors++
 		if s.FirstError == "" {
@@ -294,6 +314,7 @@ func (r *IORun) Stats() IOStats {
 func (r *IORun) snapshot(now time.Time) IOStats {
 	s := r.stats
 	s.End = now
+	s.Timeline = r.timeline.snapshot(s.Start)
 	if gap := now.Sub(r.last); gap > s.MaxGap {
 		s.MaxGap, s.GapFrom, s.GapOpen = gap, r.last, true
 	}

@@ -21,6 +21,9 @@ const (
 	// OutcomeRunning: the test started and has not ended yet. After the
 	// whole stream it means the same as OutcomeNone, with a known start.
 	OutcomeRunning
+	// OutcomeAbsent: the suite table names a test the package does not
+	// have (yet): the runner found it missing from -test.list.
+	OutcomeAbsent
 )
 
 func (o Outcome) String() string {
@@ -35,6 +38,8 @@ func (o Outcome) String() string {
 		return "skip"
 	case OutcomeRunning:
 		return "did not finish"
+	case OutcomeAbsent:
+		return "absent"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }

@@ -235,3 +235,50 @@ func TestKernelProblems(t *testing.T) {
 		t.Errorf("a kernel warning must show in the log and fail nothing: ok=%v log=%q", res[0].OK, res[0].Log)
 	}
 }
+
+// TestListedCheck: a test in no suite refuses the run; a suite's test the
+// binary lacks (TestDemo before it is written) is returned, not an error.
+func TestListedCheck(t *testing.T) {
+	const pkg = "./test/lab/scenarios"
+	var all []string
+	for _, s := range suites {
+		for _, e := range s.Scenarios {
+			if s.Package == pkg && e.Test != "TestDemo" {
+				all = append(all, e.Test)
+			}
+		}
+	}
+	list := strings.Join(all, "\n") + "\nBenchmarkX\nExampleY\n"
+	absent, err := listedCheck(list, pkg)
+	if err != nil || len(absent) != 1 || !absent["TestDemo"] {
+		t.Errorf("absent %v, err %v; want TestDemo only", absent, err)
+	}
+	if _, err := listedCheck(list+"TestDemo\nTestStray\n", pkg); err == nil || !strings.Contains(err.Error(), "TestStray") {
+		t.Errorf("a test in no suite: err = %v", err)
+	}
+}
+
+func TestAbsentSuiteFailsAlone(t *testing.T) {
+	s := Suite{Name: "demo", Package: "./test/lab/scenarios", Scenarios: []Expect{{Name: "demo", Test: "TestDemo"}}}
+	if !allAbsent(s, map[string]bool{"TestDemo": true}) || allAbsent(s, map[string]bool{}) {
+		t.Error("allAbsent")
+	}
+	sr := absentRun(s)
+	got := mergeSuite(s, sr.tests, map[string]*labkit.Fragment{}, sr.vm)
+	if len(got) != 1 || got[0].OK || !strings.Contains(got[0].Reason, "TestDemo does not exist in ./test/lab/scenarios") {
+		t.Errorf("absent test: %+v", got)
+	}
+	if strings.Contains(got[0].Log, "timed out") || strings.Contains(got[0].Log, "-test.run") {
+		t.Errorf("the log blames the VM for a missing test:\n%s", got[0].Log)
+	}
+
+	// In a suite that did run, only the missing test's scenario fails.
+	two := Suite{Name: "x", Package: "p", Scenarios: []Expect{{Name: "a", Test: "TestA"}, {Name: "b", Test: "TestB"}}}
+	ts := &TestStream{Tests: map[string]*TestRecord{"TestA": {Outcome: OutcomePass}}}
+	markAbsent(ts, two, func(test string) bool { return test == "TestB" })
+	frags := map[string]*labkit.Fragment{"a": {Name: "a", Test: "TestA", OK: true, Final: true}}
+	res := mergeSuite(two, ts, frags, VMOutcome{})
+	if !res[0].OK || res[1].OK || !strings.Contains(res[1].Reason, "TestB does not exist") {
+		t.Errorf("results %+v", res)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -38,6 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	only := fs.String("suites", "", "comma-separated suites to run (default all)")
 	goCmd := fs.String("go", envOr("GO", "go"), "go command")
 	list := fs.Bool("list", false, "list suites and scenarios, run nothing")
+	report := fs.String("report", "", "rewrite the lab-results section of this file (README.md) from -out's results.json, run nothing")
+	plotOnly := fs.Bool("plot", false, "draw the latency plots and print the comparisons from -out's timelines and results.json, run nothing")
 	if err := fs.Parse(args); err != nil {
 		return exitLabDown
 	}
@@ -67,10 +70,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "labrun:", err)
 		return exitLabDown
 	}
+	if *report != "" || *plotOnly {
+		return offline(*out, *report, *plotOnly, stdout, stderr)
+	}
 	r := &runner{root: root, out: *out, cache: *cache, kmeta: *kmeta, goCmd: *goCmd, stderr: stderr}
 	res, err := r.runAll(ctx, selected)
 	if res != nil {
 		res.PrintSummary(stdout, r.out)
+		drawn, perr := plotPairs(r.out)
+		if perr != nil {
+			fmt.Fprintln(stderr, "labrun: plots:", perr)
+		}
+		res.PrintComparison(stdout, drawn)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "labrun:", err)
@@ -82,6 +93,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// offline is labrun -report and -plot: work on the results of an earlier
+// run in outDir, boot nothing.
+func offline(outDir, report string, plots bool, stdout, stderr io.Writer) int {
+	resultsPath := filepath.Join(outDir, "results.json")
+	res, err := ReadResults(resultsPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "labrun:", err)
+		return exitLabDown
+	}
+	code := 0
+	if plots {
+		drawn, err := plotPairs(outDir)
+		if err != nil {
+			fmt.Fprintln(stderr, "labrun: plots:", err)
+			code = exitLabDown
+		}
+		res.PrintComparison(stdout, drawn)
+	}
+	if report != "" {
+		if err := WriteReport(report, res); err != nil {
+			fmt.Fprintln(stderr, "labrun:", err)
+			return exitLabDown
+		}
+		fmt.Fprintf(stdout, "%s: lab results section rewritten from %s (%d scenarios, %d failed)\n", report, resultsPath, len(res.Scenarios), res.Failed())
+	}
+	return code
+}
+
 // runAll runs the selected suites and returns the results, also when it
 // stops early with an error.
 func (r *runner) runAll(ctx context.Context, selected []Suite) (*Results, error) {
@@ -90,11 +129,12 @@ func (r *runner) runAll(ctx context.Context, selected []Suite) (*Results, error)
 	if err != nil {
 		return nil, err
 	}
-	res := &Results{Kernel: kver, Scenarios: []ScenarioResult{}}
+	res := &Results{Started: start.UTC().Format(time.RFC3339), Kernel: kver, Scenarios: []ScenarioResult{}}
 	if err := r.clearOutputs(selected); err != nil {
 		return nil, err
 	}
 	bins := map[string]string{}
+	absent := map[string]bool{} // table tests missing from their binary
 	for _, s := range selected {
 		if bins[s.Package] != "" {
 			continue
@@ -104,17 +144,25 @@ func (r *runner) runAll(ctx context.Context, selected []Suite) (*Results, error)
 		if err != nil {
 			return nil, err
 		}
-		if err := r.checkListed(ctx, bin, s.Package); err != nil {
+		missing, err := r.checkListed(ctx, bin, s.Package)
+		if err != nil {
 			return nil, err
 		}
+		maps.Copy(absent, missing)
 		bins[s.Package] = bin
 	}
 	resultsPath := filepath.Join(r.out, "results.json")
 	for _, s := range selected {
-		r.progressf("suite %s: booting %s (%s, %d vCPUs, timeout %v)", s.Name, kver, s.Mem, s.CPUs, s.Timeout)
-		sr, err := r.runSuite(ctx, s, bins[s.Package])
-		if err != nil {
-			return res, err
+		var sr *suiteRun
+		if allAbsent(s, absent) {
+			r.progressf("suite %s: not run, its tests do not exist in %s", s.Name, s.Package)
+			sr = absentRun(s)
+		} else {
+			r.progressf("suite %s: booting %s (%s, %d vCPUs, timeout %v)", s.Name, kver, s.Mem, s.CPUs, s.Timeout)
+			if sr, err = r.runSuite(ctx, s, bins[s.Package]); err != nil {
+				return res, err
+			}
+			markAbsent(sr.tests, s, func(test string) bool { return absent[test] })
 		}
 		frags, ferr := labkit.ReadFragments(r.out)
 		if ferr != nil {
@@ -149,7 +197,7 @@ func (r *runner) runAll(ctx context.Context, selected []Suite) (*Results, error)
 // no stale fragment can pass for a new result. Nothing else under $LAB_OUT
 // is touched: it may be a directory the user also keeps other things in.
 func (r *runner) clearOutputs(selected []Suite) error {
-	paths := []string{"results.json", labkit.FragmentDir, "bin"}
+	paths := []string{"results.json", labkit.FragmentDir, labkit.TimelineDir, "bin"}
 	for _, s := range selected {
 		paths = append(paths, s.Name)
 	}

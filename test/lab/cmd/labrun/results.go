@@ -18,6 +18,8 @@ import (
 
 // Results is results.json.
 type Results struct {
+	// Started is when the run began, RFC 3339 in UTC.
+	Started   string           `json:"started,omitempty"`
 	Kernel    string           `json:"kernel"`
 	Accel     string           `json:"accel,omitempty"`
 	WallMS    int64            `json:"wall_ms"`
@@ -101,6 +103,8 @@ func mergeSuite(s Suite, ts *TestStream, frags map[string]*labkit.Fragment, vm V
 		switch {
 		case rec.Outcome == OutcomeFail:
 			r.Reason = "test failed"
+		case rec.Outcome == OutcomeAbsent:
+			r.Reason = fmt.Sprintf("%s does not exist in %s (not in its -test.list); write it or drop it from suites.go", e.Test, orDash(s.Package))
 		case rec.Outcome == OutcomeSkip:
 			r.Reason = "test skipped (a skip is a failure in the lab): " + lastLine(rec.Output.String())
 		case rec.Outcome != OutcomePass:
@@ -127,7 +131,7 @@ func mergeSuite(s Suite, ts *TestStream, frags map[string]*labkit.Fragment, vm V
 		for _, l := range vm.KernelProblems {
 			log.WriteString("kernel (suite console): " + l + "\n")
 		}
-		if !r.OK && rec.Outcome != OutcomePass && rec.Outcome != OutcomeFail && rec.Outcome != OutcomeSkip {
+		if !r.OK && rec.Outcome != OutcomePass && rec.Outcome != OutcomeFail && rec.Outcome != OutcomeSkip && rec.Outcome != OutcomeAbsent {
 			log.WriteString(ts.Package.String())
 			log.WriteString(vm.Detail)
 		}

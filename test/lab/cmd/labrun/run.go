@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,12 +77,21 @@ func (r *runner) build(ctx context.Context, pkg string) (string, error) {
 }
 
 // checkListed refuses a lab binary with a test that no suite runs: it would
-// never run anywhere. Listing tests is harmless on the host.
-func (r *runner) checkListed(ctx context.Context, bin, pkg string) error {
+// never run anywhere. Listing tests is harmless on the host. It returns the
+// tests the suite table names for pkg that the binary lacks: each fails its
+// own scenarios (OutcomeAbsent), not the run, so a suite can be listed
+// before its test is written.
+func (r *runner) checkListed(ctx context.Context, bin, pkg string) (map[string]bool, error) {
 	out, err := exec.CommandContext(ctx, bin, "-test.list", ".").Output()
 	if err != nil {
-		return fmt.Errorf("%s -test.list: %w", bin, err)
+		return nil, fmt.Errorf("%s -test.list: %w", bin, err)
 	}
+	return listedCheck(string(out), pkg)
+}
+
+// listedCheck compares a binary's -test.list output with the suite table:
+// an error for tests in no suite, the set of table tests it lacks.
+func listedCheck(list, pkg string) (map[string]bool, error) {
 	listed := map[string]bool{}
 	for _, s := range suites {
 		if s.Package != pkg {
@@ -91,16 +101,49 @@ func (r *runner) checkListed(ctx context.Context, bin, pkg string) error {
 			listed[e.Test] = true
 		}
 	}
-	var missing []string
-	for _, name := range strings.Fields(string(out)) {
-		if strings.HasPrefix(name, "Test") && !listed[name] {
-			missing = append(missing, name)
+	var unlisted []string
+	absent := maps.Clone(listed)
+	for _, name := range strings.Fields(list) {
+		if !strings.HasPrefix(name, "Test") {
+			continue
+		}
+		delete(absent, name)
+		if !listed[name] {
+			unlisted = append(unlisted, name)
 		}
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%s has tests in no suite of test/lab/cmd/labrun/suites.go: %s", pkg, strings.Join(missing, ", "))
+	if len(unlisted) > 0 {
+		return nil, fmt.Errorf("%s has tests in no suite of test/lab/cmd/labrun/suites.go: %s", pkg, strings.Join(unlisted, ", "))
 	}
-	return nil
+	return absent, nil
+}
+
+// absentRun is the outcome of a suite none of whose tests exist: no VM is
+// booted for it.
+func absentRun(s Suite) *suiteRun {
+	ts := &TestStream{Tests: map[string]*TestRecord{}}
+	markAbsent(ts, s, func(string) bool { return true })
+	return &suiteRun{tests: ts, vm: VMOutcome{Timeout: s.Timeout}}
+}
+
+// markAbsent records the suite's tests for which absent is true as
+// OutcomeAbsent.
+func markAbsent(ts *TestStream, s Suite, absent func(test string) bool) {
+	for _, e := range s.Scenarios {
+		if absent(e.Test) {
+			ts.Tests[e.Test] = &TestRecord{Outcome: OutcomeAbsent}
+		}
+	}
+}
+
+// allAbsent reports whether none of s's tests exist.
+func allAbsent(s Suite, absent map[string]bool) bool {
+	for _, e := range s.Scenarios {
+		if !absent[e.Test] {
+			return false
+		}
+	}
+	return true
 }
 
 // testRunPattern selects exactly the suite's tests.
