@@ -128,8 +128,19 @@ func TestCommandsAgainstSimDaemon(t *testing.T) {
 	if len(tgts) != daemon.SimTargets || len(tgts[0].Ports) != daemon.SimPathsPerTarget {
 		t.Fatalf("targets: %+v", tgts)
 	}
-	if out, _, code := run(t, "targets", s); code != ExitOK || !strings.Contains(out, "tgtA") {
+	if out, _, code := run(t, "targets", s); code != ExitOK || !strings.Contains(out, "tgtA") || !strings.Contains(out, "discovered") {
 		t.Errorf("targets: exit %d\n%s", code, out)
+	}
+	var disc daemon.DiscoveryView
+	runJSON(t, &disc, "targets", "discovered", "--json", s)
+	if !disc.Active || len(disc.Targets) != daemon.SimTargets*daemon.SimPathsPerTarget {
+		t.Fatalf("targets discovered: %+v", disc)
+	}
+	if out, _, code := run(t, "targets", "discovered", s); code != ExitOK || !strings.Contains(out, "tgtA.1") || !strings.Contains(out, "id_ext=") {
+		t.Errorf("targets discovered: exit %d\n%s", code, out)
+	}
+	if out, _, code := run(t, "targets", "rescan", s); code != ExitOK || !strings.Contains(out, "rescan requested") {
+		t.Errorf("targets rescan: exit %d\n%s", code, out)
 	}
 
 	// Policy: get, set (persisted and applied), refused values.

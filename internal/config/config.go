@@ -20,6 +20,7 @@ type Config struct {
 	Targets   []Target                  // static targets, one per path
 	Devices   map[string]DeviceOverride // by WWID
 	Blacklist []BlacklistRule
+	Discovery Discovery // fabric discovery (srp_daemon's job)
 }
 
 // Defaults holds the settings that apply unless a device overrides them.
@@ -159,7 +160,8 @@ func Default() *Config {
 				FlapHoldDown:      defaultFlapHoldDown,
 			},
 		},
-		Devices: map[string]DeviceOverride{},
+		Devices:   map[string]DeviceOverride{},
+		Discovery: defaultDiscovery(),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -295,4 +296,48 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDiscoverySection(t *testing.T) {
+	c, err := Load("../../contrib/config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Discovery
+	if d.Enabled != DiscoveryAuto || d.RescanDuration() != time.Minute || len(d.Ports) != 2 ||
+		d.Ports[1].String() != "mlx5_0:2" || !slices.Equal(d.PKeyValues(), []uint16{0xffff, 0x8001}) || len(d.Rules) != 2 {
+		t.Fatalf("example discovery = %+v", d)
+	}
+	if got := d.Rules[0].String(); got != "a pkey=8001,queue_size=128,max_sect=1024" {
+		t.Fatalf("rule 0 = %q", got)
+	}
+	// auto: off with static targets (the example has two), on without.
+	if c.DiscoveryActive() {
+		t.Fatal("auto discovery active although the file has static targets")
+	}
+	if !Default().DiscoveryActive() {
+		t.Fatal("auto discovery inactive without static targets")
+	}
+	for in, want := range map[string]bool{
+		"discovery: {enabled: true}\ntargets: [{address: 192.0.2.1, port: 5555, id_ext: 0x1111111111111111}]": true,
+		"discovery: {enabled: false}": false,
+	} {
+		c, err := Parse([]byte(in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.DiscoveryActive() != want {
+			t.Errorf("%q: active %v, want %v", in, !want, want)
+		}
+	}
+	c, err = Parse([]byte("discovery: {rescan_interval: off}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Discovery.RescanDuration() >= 0 {
+		t.Fatalf("rescan off = %v, want negative", c.Discovery.RescanDuration())
+	}
+	if Default().Discovery.Enabled.String() != "auto" || DiscoveryMode(0).String() != "unknown(0)" {
+		t.Fatal("mode names")
+	}
 }

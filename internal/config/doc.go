@@ -16,6 +16,12 @@
 //     initiator_ext, source, pkey).
 //   - devices: per-WWID overrides of the device policy.
 //   - blacklist: rules of wwid/vendor/product regular expressions.
+//   - discovery: fabric discovery (enabled auto|true|false, rescan_interval,
+//     ports, pkeys, rules in srp_daemon.conf syntax). auto means on when the
+//     file has no static targets (Config.DiscoveryActive). Ports and rules
+//     are validated with internal/srp/discovery's own parsers (ParsePortRef,
+//     ParseRule), so a rule the engine would refuse never loads; that is
+//     this package's one import from the rest of the project.
 //
 // Value forms: durations carry a unit ("250ms", "15s"); "off" where a timer
 // may be off (reconnect_delay, fast_io_fail_tmo, dev_loss_tmo,

@@ -71,6 +71,7 @@ type rawConfig struct {
 	Targets   []rawTarget          `yaml:"targets"`
 	Devices   map[string]rawDevice `yaml:"devices"`
 	Blacklist []rawBlacklist       `yaml:"blacklist"`
+	Discovery rawDiscovery         `yaml:"discovery"`
 }
 
 // Limits of the values we accept.
@@ -171,6 +172,8 @@ func rawKeys(typeName string) []string {
 		t = reflect.TypeFor[rawTarget]()
 	case "rawBlacklist":
 		t = reflect.TypeFor[rawBlacklist]()
+	case "rawDiscovery":
+		t = reflect.TypeFor[rawDiscovery]()
 	default:
 		return nil
 	}
@@ -274,6 +277,7 @@ func parse(data []byte, file string) (*Config, error) {
 	c.Targets = parseTargets(&p, t, raw.Targets)
 	c.Devices = parseDevices(&p, t, raw.Devices)
 	c.Blacklist = parseBlacklist(&p, t, raw.Blacklist)
+	c.Discovery = parseDiscovery(&p, &raw.Discovery)
 	if err := p.err(file); err != nil {
 		return nil, err
 	}

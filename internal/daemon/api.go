@@ -23,6 +23,8 @@ const (
 	RoutePathFail    = "/v1/paths/fail"
 	RoutePathRestore = "/v1/paths/reinstate"
 	RouteReload      = "/v1/reload"
+	RouteDiscovery   = "/v1/discovery"
+	RouteRescan      = "/v1/discovery/rescan"
 	RouteMetrics     = "/metrics"
 )
 
@@ -40,6 +42,7 @@ func apiHandler(m Manager, readOnly bool) *http.ServeMux {
 	get(RouteDevices, func(*http.Request) (any, error) { return m.Devices(), nil })
 	get(RouteTopology, func(r *http.Request) (any, error) { return m.Topology(r.URL.Query().Get("device")) })
 	get(RouteTargets, func(*http.Request) (any, error) { return m.Targets(), nil })
+	get(RouteDiscovery, func(*http.Request) (any, error) { return m.Discovery(), nil })
 	get(RouteTransitions, func(r *http.Request) (any, error) {
 		limit := 0
 		if s := r.URL.Query().Get("limit"); s != "" {
@@ -94,6 +97,7 @@ func apiHandler(m Manager, readOnly bool) *http.ServeMux {
 		return m.ReinstatePath(req.Path)
 	})
 	post(RouteReload, func([]byte) (any, error) { return struct{}{}, m.Reload() })
+	post(RouteRescan, func([]byte) (any, error) { return m.Rescan() })
 	return mux
 }
 

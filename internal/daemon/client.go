@@ -108,6 +108,18 @@ func (c *Client) Topology(ctx context.Context, device string) ([]TopologyView, e
 	return v, c.do(ctx, http.MethodGet, RouteTopology, q, nil, &v)
 }
 
+// Discovery calls GET /v1/discovery.
+func (c *Client) Discovery(ctx context.Context) (DiscoveryView, error) {
+	var v DiscoveryView
+	return v, c.do(ctx, http.MethodGet, RouteDiscovery, nil, nil, &v)
+}
+
+// Rescan calls POST /v1/discovery/rescan.
+func (c *Client) Rescan(ctx context.Context) (RescanResult, error) {
+	var v RescanResult
+	return v, c.do(ctx, http.MethodPost, RouteRescan, nil, struct{}{}, &v)
+}
+
 // Targets calls GET /v1/targets.
 func (c *Client) Targets(ctx context.Context) ([]TargetView, error) {
 	var v []TargetView

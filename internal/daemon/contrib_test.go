@@ -19,7 +19,8 @@ func exportedMetrics() map[string]bool {
 		MetricPathCompletions, MetricPathErrors, MetricPathRetries, MetricPathReissued, MetricPathAborts, MetricPathLatencyEWMA,
 		MetricPathReconnects, MetricPathReconnectFailures, MetricPathHeartbeats, MetricPathHeartbeatMisses,
 		MetricPathHeartbeatRTT, MetricPathDetectionLatency, MetricDeviceInfo, MetricDeviceUsablePaths, MetricDeviceQueued,
-		MetricDeviceNoPath, MetricDeviceFailovers, MetricBuildInfo}
+		MetricDeviceNoPath, MetricDeviceFailovers, MetricBuildInfo,
+		MetricDiscoveryScans, MetricDiscoveryScanErrors, MetricDiscoveryTraps, MetricDiscoveryTargets}
 	m := map[string]bool{}
 	for _, n := range names {
 		m[n] = true

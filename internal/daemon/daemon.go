@@ -39,15 +39,24 @@ type Daemon struct {
 	sim         *SimFabric
 	rdma        *rdmaFabric
 	ublkCtl     *ublk.Control
-	devs        []*device
+	disc        *discoverer // nil when discovery is off
 	ublkNote    string
 	reg         *prometheus.Registry
 	ctlAddr     string
 	metricsAddr string
 
+	// devsMu guards devs: discovery and late paths add devices while the
+	// control API, the metrics and the event readers list them
+	// (devices()). Devices are only added, never removed, while running.
+	devsMu sync.RWMutex
+	devs   []*device
+
 	// specMu guards every device's specs: a path admitted late (admitLate)
 	// is appended while the control API reads them.
 	specMu sync.RWMutex
+	// admitMu serialises admissions after start, so that two paths of a
+	// new LU found at once make one device.
+	admitMu sync.Mutex
 
 	// mu serialises policy changes (SetPolicy and reloads) and guards cfg.
 	mu  sync.Mutex
@@ -105,7 +114,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 
 	switch d.opts.Fabric {
 	case FabricSim:
-		d.sim, err = newSimFabric(d.log, d.opts.SimLinkLatency)
+		d.sim, err = newSimFabric(d.log, d.opts.SimLinkLatency, d.opts.SimTopology)
 		if err != nil {
 			return &OpError{Op: "build simulated fabric", Err: err}
 		}
@@ -139,7 +148,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	defer func() {
-		for _, dev := range d.devs {
+		for _, dev := range d.devices() {
 			err = errors.Join(err, d.stopBlockDevice(dev))
 			err = errors.Join(err, dev.pd.Close())
 			for _, free := range dev.free {
@@ -150,9 +159,17 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			}
 		}
 	}()
-	if err := d.buildDevices(gctx, g); err != nil {
+	found, err := d.startDiscovery(gctx, g)
+	if err != nil {
 		cancel()
 		return errors.Join(err, g.Wait())
+	}
+	if err := d.buildDevices(gctx, g, found); err != nil {
+		cancel()
+		return errors.Join(err, g.Wait())
+	}
+	if d.disc != nil {
+		g.Go(func() error { return d.runDiscovery(gctx, g) })
 	}
 	d.reg = newRegistry(d, d.version)
 	if !d.opts.NoListeners {
@@ -170,8 +187,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return nil
 	})
 
-	notify(fmt.Sprintf("READY=1\nSTATUS=serving %d devices (%s fabric)", len(d.devs), d.opts.Fabric))
-	d.log.Info("ready", "devices", len(d.devs), "fabric", d.opts.Fabric, "socket", d.ctlAddr, "metrics", d.metricsAddr)
+	ndev := len(d.devices())
+	notify(fmt.Sprintf("READY=1\nSTATUS=serving %d devices (%s fabric)", ndev, d.opts.Fabric))
+	d.log.Info("ready", "devices", ndev, "fabric", d.opts.Fabric, "socket", d.ctlAddr, "metrics", d.metricsAddr)
 	close(d.ready)
 	if d.opts.OnReady != nil {
 		d.opts.OnReady(d)
@@ -195,19 +213,38 @@ func (d *Daemon) ublkStatus() string {
 	return "unavailable (see the log): devices are served to in-process queue runners only"
 }
 
-// endpoints lists the fabric's paths.
-func (d *Daemon) endpoints() []*endpoint {
+// devices lists the served devices (a snapshot: discovery may add more).
+func (d *Daemon) devices() []*device {
+	d.devsMu.RLock()
+	defer d.devsMu.RUnlock()
+	return d.devs
+}
+
+// config returns the configuration in force.
+func (d *Daemon) config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// endpoints lists the fabric's paths: on the simulated fabric the ones
+// discovery found (found), or the built-in topology when discovery is
+// off; on rdma-core the static targets plus what discovery found.
+func (d *Daemon) endpoints(found []*endpoint) []*endpoint {
 	if d.sim != nil {
+		if d.disc != nil {
+			return found
+		}
 		return d.sim.endpoints(d.cfg.Defaults.Path, d.log)
 	}
 	eps, errs := d.rdma.endpoints(d.cfg, d.opts.ProbeTimeout, d.log)
 	for _, err := range errs {
 		d.log.Error("target not used", "err", err)
 	}
-	if len(d.cfg.Targets) == 0 {
-		d.log.Warn("no targets configured (targets: in the config file): no devices")
+	if len(d.cfg.Targets) == 0 && d.disc == nil {
+		d.log.Warn("no targets configured (targets: in the config file) and no discovery: no devices")
 	}
-	return eps
+	return append(eps, found...)
 }
 
 // eventDevices are the local RDMA devices whose async events reach the
@@ -222,8 +259,8 @@ func (d *Daemon) eventDevices() []verbs.Device {
 // discover probes every endpoint (login, REPORT LUNS, identity of each LU)
 // and groups the paths by WWID; refused paths are logged. failed are the
 // endpoints whose probe failed (admitLate retries them).
-func (d *Daemon) discover(ctx context.Context) (groups []*lunGroup, failed []*endpoint) {
-	eps := d.endpoints()
+func (d *Daemon) discover(ctx context.Context, discovered []*endpoint) (groups []*lunGroup, failed []*endpoint) {
+	eps := d.endpoints(discovered)
 	found := make([]pathLUs, len(eps))
 	var wg sync.WaitGroup
 	for i, ep := range eps {
@@ -252,65 +289,26 @@ func (d *Daemon) discover(ctx context.Context) (groups []*lunGroup, failed []*en
 }
 
 // buildDevices makes one device per LU, starts its queue runners (on g) or
-// its ublk device, and its paths.
-func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group) error {
+// its ublk device, and its paths. found are the endpoints discovery found.
+func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group, found []*endpoint) error {
 	admin, err := d.st.ListPathAdmin()
 	if err != nil {
 		return &OpError{Op: "read path admin state", Err: err}
 	}
-	overrides, err := d.st.ListPolicies()
-	if err != nil {
-		return &OpError{Op: "read policy overrides", Err: err}
-	}
-	groups, failed := d.discover(ctx)
-	for gi, grp := range groups {
-		lu := grp.ref
-		if bl, rule := d.cfg.Blacklisted(lu.WWID, lu.Vendor, lu.Product); bl {
-			d.log.Info("LU blacklisted", "wwid", lu.WWID, "rule", rule)
-			continue
-		}
-		ident := store.Identity{
-			Capacity: lu.Capacity(), LogicalBlockSize: lu.BlockSize, PhysicalBlockSize: lu.PhysicalBlockSize,
-			Vendor: lu.Vendor, Product: lu.Product, Revision: lu.Revision,
-		}
-		devID, created, err := d.st.Bind(lu.WWID, ident)
+	groups, failed := d.discover(ctx, found)
+	for _, grp := range groups {
+		dev, err := d.addDevice(ctx, g, grp.ref, grp.paths[0].ep.target, len(grp.paths))
 		if err != nil {
-			if _, ok := errors.AsType[*store.MismatchError](err); ok {
-				d.log.Error("LU not served: it differs from its stored identity", "wwid", lu.WWID, "err", err)
-				continue
-			}
-			return &OpError{Op: "bind " + lu.WWID, Err: err}
-		}
-		ident.WWID, ident.DevID = lu.WWID, devID
-		dev := &device{name: devName(devID), wwid: lu.WWID, ident: ident, lu: lu, target: grp.paths[0].ep.target, hist: newLatencyHist()}
-		ov := overrides[dev.wwid]
-		pol, err := effectivePolicy(d.cfg, dev.wwid, ov)
-		if err != nil {
-			d.log.Warn("stored policy override ignored", "device", dev.name, "err", err)
-			ov = store.Policy{}
-			if pol, err = effectivePolicy(d.cfg, dev.wwid, ov); err != nil {
-				return &OpError{Op: "policy of " + dev.name, Err: err}
-			}
-		}
-		ds, err := d.cfg.Effective(dev.wwid, overrideOf(ov))
-		if err != nil {
-			return &OpError{Op: "settings of " + dev.name, Err: err}
-		}
-		if err := d.newDevice(dev, ds, pol, uint64(gi)+1); err != nil {
 			return err
 		}
-		d.devs = append(d.devs, dev)
-		if err := writeDeviceFile(d.opts.RuntimeDir, dev); err != nil {
-			return &OpError{Op: "write udev file of " + dev.name, Err: err}
-		}
-		d.log.Info("device", "name", dev.name, "wwid", dev.wwid, "new", created, "paths", len(grp.paths), "policy", pol.String())
-		for _, r := range dev.runners {
-			g.Go(func() error { return r.run(ctx, d.opts.DrainTimeout) })
+		if dev == nil {
+			continue
 		}
 		for _, lp := range grp.paths {
 			dev.specs = append(dev.specs, d.pathSpec(dev, lp.ep, lp.lu))
 		}
 	}
+	devs := d.devices()
 	// One reader of each local device's async events, fanned out to every
 	// device (a channel delivers each event to one receiver only).
 	for _, vd := range d.eventDevices() {
@@ -321,7 +319,7 @@ func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group) error {
 					if !ok {
 						return nil
 					}
-					for _, dev := range d.devs {
+					for _, dev := range d.devices() {
 						dev.pd.PortEvent(ev.Device, ev.Port, ev.Kind)
 					}
 				case <-ctx.Done():
@@ -330,7 +328,7 @@ func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group) error {
 			}
 		})
 	}
-	for _, dev := range d.devs {
+	for _, dev := range devs {
 		for _, spec := range dev.specs {
 			if err := dev.pd.AddPath(ctx, spec); err != nil {
 				return &OpError{Op: "add path " + spec.ID, Err: err}
@@ -348,15 +346,77 @@ func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group) error {
 		}
 	}
 	// The block devices come last: their partition scan needs the paths.
-	for _, dev := range d.devs {
+	for _, dev := range devs {
 		if err := d.startBlockDevice(ctx, dev); err != nil {
 			return err
 		}
 	}
 	if len(failed) > 0 {
-		g.Go(func() error { return d.admitLate(ctx, failed) })
+		g.Go(func() error { return d.admitLate(ctx, g, failed) })
 	}
 	return nil
+}
+
+// addDevice makes the device of LU lu (first reached through target):
+// binds its WWID in the store, creates the paths.Device with its policy,
+// writes its udev file and starts its queue runners on g. It returns nil
+// without an error when the LU is not served (blacklisted, or it differs
+// from its stored identity). The caller adds the paths, then starts the
+// block device.
+func (d *Daemon) addDevice(ctx context.Context, g *errgroup.Group, lu LUInfo, target string, npaths int) (*device, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if bl, rule := d.cfg.Blacklisted(lu.WWID, lu.Vendor, lu.Product); bl {
+		d.log.Info("LU blacklisted", "wwid", lu.WWID, "rule", rule)
+		return nil, nil
+	}
+	ident := store.Identity{
+		Capacity: lu.Capacity(), LogicalBlockSize: lu.BlockSize, PhysicalBlockSize: lu.PhysicalBlockSize,
+		Vendor: lu.Vendor, Product: lu.Product, Revision: lu.Revision,
+	}
+	devID, created, err := d.st.Bind(lu.WWID, ident)
+	if err != nil {
+		if _, ok := errors.AsType[*store.MismatchError](err); ok {
+			d.log.Error("LU not served: it differs from its stored identity", "wwid", lu.WWID, "err", err)
+			return nil, nil
+		}
+		return nil, &OpError{Op: "bind " + lu.WWID, Err: err}
+	}
+	ident.WWID, ident.DevID = lu.WWID, devID
+	dev := &device{name: devName(devID), wwid: lu.WWID, ident: ident, lu: lu, target: target, hist: newLatencyHist()}
+	ov, err := d.st.GetPolicy(dev.wwid)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, &OpError{Op: "read policy override of " + dev.name, Err: err}
+	}
+	pol, err := effectivePolicy(d.cfg, dev.wwid, ov)
+	if err != nil {
+		d.log.Warn("stored policy override ignored", "device", dev.name, "err", err)
+		ov = store.Policy{}
+		if pol, err = effectivePolicy(d.cfg, dev.wwid, ov); err != nil {
+			return nil, &OpError{Op: "policy of " + dev.name, Err: err}
+		}
+	}
+	ds, err := d.cfg.Effective(dev.wwid, overrideOf(ov))
+	if err != nil {
+		return nil, &OpError{Op: "settings of " + dev.name, Err: err}
+	}
+	d.devsMu.Lock()
+	seed := uint64(len(d.devs)) + 1
+	d.devsMu.Unlock()
+	if err := d.newDevice(dev, ds, pol, seed); err != nil {
+		return nil, err
+	}
+	if err := writeDeviceFile(d.opts.RuntimeDir, dev); err != nil {
+		return nil, errors.Join(&OpError{Op: "write udev file of " + dev.name, Err: err}, dev.pd.Close())
+	}
+	d.devsMu.Lock()
+	d.devs = append(d.devs, dev)
+	d.devsMu.Unlock()
+	d.log.Info("device", "name", dev.name, "wwid", dev.wwid, "new", created, "paths", npaths, "policy", pol.String())
+	for _, r := range dev.runners {
+		g.Go(func() error { return r.run(ctx, d.opts.DrainTimeout) })
+	}
+	return dev, nil
 }
 
 // pathSpec is the paths.PathSpec of endpoint ep for dev, whose LU it
@@ -423,7 +483,7 @@ func (d *Daemon) runnerMemory(dev *device) ([]byte, error) {
 func (d *Daemon) deviceOfPath(id string) *device {
 	d.specMu.RLock()
 	defer d.specMu.RUnlock()
-	for _, dev := range d.devs {
+	for _, dev := range d.devices() {
 		for _, s := range dev.specs {
 			if s.ID == id {
 				return dev
@@ -525,9 +585,9 @@ func (d *Daemon) Reload() error {
 	if err != nil {
 		return &OpError{Op: "reload", Err: err}
 	}
-	pols := make([]paths.Policy, len(d.devs))
+	pols := make([]paths.Policy, len(d.devices()))
 	var bad []string
-	for i, dev := range d.devs {
+	for i, dev := range d.devices() {
 		if pols[i], err = effectivePolicy(cfg, dev.wwid, overrides[dev.wwid]); err != nil {
 			bad = append(bad, dev.name+": "+err.Error())
 		}
@@ -535,12 +595,12 @@ func (d *Daemon) Reload() error {
 	if len(bad) > 0 {
 		return &OpError{Op: "reload", Err: fmt.Errorf("%w: %s", ErrBadRequest, strings.Join(bad, "; "))}
 	}
-	for i, dev := range d.devs {
+	for i, dev := range d.devices() {
 		if err := dev.pd.SetPolicy(pols[i]); err != nil {
 			return &OpError{Op: "reload " + dev.name, Err: err}
 		}
 	}
 	d.cfg = cfg
-	d.log.Info("reloaded", "devices", len(d.devs))
+	d.log.Info("reloaded", "devices", len(d.devices()))
 	return nil
 }

@@ -158,7 +158,7 @@ func RunDemo(ctx context.Context, o DemoOptions) (rep DemoReport, err error) {
 		return rep, err
 	}
 	rep.DurationMs = time.Since(start).Milliseconds()
-	for _, dev := range d.devs {
+	for _, dev := range d.devices() {
 		rep.TotalIOs += dev.wl.done.Load()
 		rep.FailedIOs += dev.wl.failed.Load()
 		msgs, _ := dev.wl.errorList()
@@ -192,7 +192,7 @@ func (d *Daemon) sleepUntil(ctx context.Context, t time.Time, progress func()) e
 func (d *Daemon) runScenario(ctx context.Context, sc demoScenario, at time.Time, slot time.Duration, start time.Time, pf func(DemoProgress)) (ScenarioResult, error) {
 	t := d.sim.Targets[sc.target]
 	var dev *device
-	for _, x := range d.devs {
+	for _, x := range d.devices() {
 		if x.target == t.Name {
 			dev = x
 		}

@@ -16,8 +16,9 @@ import (
 const blockDevPrefix = "ublkb"
 
 // device is one served LU: its identity, its multipath device and the
-// queue runners standing in for ublk queue threads. The slice of devices
-// is fixed once the daemon is ready, so lookups need no lock.
+// queue runners standing in for ublk queue threads. Devices are only ever
+// added (discovery, late paths), never removed while the daemon runs;
+// Daemon.devices() returns the current list.
 type device struct {
 	name    string // "ublkb<dev id>"
 	wwid    string

@@ -31,7 +31,23 @@
 //     down with that reason. An endpoint whose probe fails at start is
 //     retried in the background each reconnect_delay (late.go) and joins
 //     its WWID's device when it comes up with the same identity; an LU
-//     first seen then gets no device before a restart.
+//     first seen then gets its device (store id, runner or ublk device).
+//   - Discovery (discovery.go): with the config's discovery on (auto: no
+//     static targets), the engine of internal/srp/discovery runs on the
+//     fabric's InfiniBand ports — on FabricSim every port is IB, each link
+//     a subnet with an SM/SA and a DM agent per target port, so the
+//     targets are discovered, not hard-wired (SimTopology describes other
+//     layouts: partitions, targets that join later). The first scan of
+//     every port is awaited (bounded) before the devices are built. Then:
+//     TargetFound → probe and admit on its own task (new LU: new device;
+//     known WWID: another path); trap 65 → every path to the GID reported
+//     fsm.Trap65 at once on the event goroutine; trap 64 is followed by
+//     the engine's scan of that GID; PORT_ERR/PORT_ACTIVE reach the paths
+//     through the daemon's own event readers. On FabricRDMA a discovered
+//     target that is a static one (same port id, same local port) lends
+//     its GID to the static path, so trap 65 blocks it; any other is
+//     reported but not logged in (no GID → IPoIB mapping, no AF_IB yet).
+//     Discovery settings are read at start; a reload does not change them.
 //   - Devices (device.go, blockdev.go, runner.go): one paths.Device per
 //     WWID, named ublkb<dev id> with the id bound to the WWID in the
 //     store. With FabricRDMA and /dev/ublk-control present, each is a
@@ -58,15 +74,19 @@
 // # Concurrency
 //
 // Every exported method of Daemon is safe for concurrent use once Ready is
-// closed: the device list is fixed by then and each paths.Device is itself
-// safe; mu serialises policy changes and reloads (store write, then
-// SetPolicy, per device). Each queue runner is one goroutine that alone
+// closed: the device list only grows (devsMu; a new device is created
+// under mu, so reloads and policy changes see every device) and each
+// paths.Device is itself safe; mu serialises policy changes, reloads
+// (store write, then SetPolicy, per device) and device creation; admitMu
+// serialises admissions after start; specMu guards each device's specs.
+// Discovery events are read by one goroutine; probes run on their own. Each queue runner is one goroutine that alone
 // owns its paths.Queue; it shares only atomics (latency histogram,
 // workload counters) and the workload's mutex-guarded measurement window.
 //
 // # Order of effects
 //
 // Run: open the store → build the fabric (rdma: open ublk control) →
+// start discovery and await its first scan of every port →
 // probe every endpoint (in parallel, each bounded by ProbeTimeout) and
 // group by WWID → per LU: bind the WWID in the store (the id is persisted
 // before anything names it) → create the paths.Device → write

@@ -33,6 +33,9 @@ type endpoint struct {
 	dev     verbs.Device
 	devName string
 	port    uint8
+	// dgid is the target port's GID when discovery found it (trap 65
+	// names it); zero for a static target.
+	dgid verbs.GID
 	// dial logs in one channel for ublk queue queue with depth tags.
 	dial func(ctx context.Context, queue, depth int) (*srp.Channel, error)
 }

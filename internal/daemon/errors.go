@@ -31,6 +31,11 @@ var (
 	// ErrIdentityMismatch: a path reports a different WWID or capacity
 	// than the device's other paths or its stored identity; it is refused.
 	ErrIdentityMismatch = errors.New("path reports a different LU identity")
+	// ErrDiscoveryOff: a discovery request while discovery does not run.
+	ErrDiscoveryOff = errors.New("fabric discovery is not running")
+	// ErrUnknownTarget: a discovered target maps to no path this fabric
+	// can log in to.
+	ErrUnknownTarget = errors.New("discovered target not reachable by a login")
 )
 
 // OpError is a failed step of the daemon's start, stop or reload.
@@ -79,4 +84,5 @@ var errorCodes = []struct {
 	{ErrUnknownPath, "unknown_path", 404},
 	{ErrBadRequest, "bad_request", 400},
 	{ErrNotReady, "not_ready", 503},
+	{ErrDiscoveryOff, "discovery_off", 409},
 }

@@ -3,21 +3,25 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/srp-mpathd/srp-mpathd/internal/paths"
 )
 
 // lateProbeInterval paces the retries of endpoints whose probe failed at
 // start when the configuration's reconnect_delay is off.
 const lateProbeInterval = 10 * time.Second
 
-// admitLate retries the probe of every endpoint that failed at start, each
-// reconnect_delay, until each succeeds or ctx ends. A path that comes up
-// joins the device of its WWID if it reports the same identity (an LU
-// first seen now gets no device until the daemon restarts: the device list
-// is fixed once the daemon is ready).
-func (d *Daemon) admitLate(ctx context.Context, pending []*endpoint) error {
-	interval := d.cfg.Defaults.Path.ReconnectDelay.Duration()
-	if d.cfg.Defaults.Path.ReconnectDelay.IsOff() || interval <= 0 {
+// admitLate retries the probe of every endpoint that failed (at start, or
+// when discovery found it), each reconnect_delay, until each succeeds or
+// ctx ends. A path that comes up is admitted by admitEndpoint.
+func (d *Daemon) admitLate(ctx context.Context, g *errgroup.Group, pending []*endpoint) error {
+	ps := d.config().Defaults.Path
+	interval := ps.ReconnectDelay.Duration()
+	if ps.ReconnectDelay.IsOff() || interval <= 0 {
 		interval = lateProbeInterval
 	}
 	t := time.NewTicker(interval)
@@ -39,7 +43,7 @@ func (d *Daemon) admitLate(ctx context.Context, pending []*endpoint) error {
 				still = append(still, ep)
 				continue
 			}
-			d.admitEndpoint(ctx, ep, lus)
+			d.admitEndpoint(ctx, g, ep, lus)
 		}
 		pending = still
 	}
@@ -47,13 +51,26 @@ func (d *Daemon) admitLate(ctx context.Context, pending []*endpoint) error {
 }
 
 // admitEndpoint adds ep as a path of every device whose LU it reaches; an
-// admin fail stored for the path is applied at once.
-func (d *Daemon) admitEndpoint(ctx context.Context, ep *endpoint, lus []LUInfo) {
+// LU first seen now gets its device (bound in the store, its queue
+// runners started on g, its block device started once the path is in).
+// An admin fail stored for the path is applied at once. Admissions are
+// serialised (admitMu), so two paths of one new LU make one device.
+func (d *Daemon) admitEndpoint(ctx context.Context, g *errgroup.Group, ep *endpoint, lus []LUInfo) {
+	d.admitMu.Lock()
+	defer d.admitMu.Unlock()
 	for _, lu := range lus {
 		dev := d.deviceOfWWID(lu.WWID)
+		created := false
 		if dev == nil {
-			d.log.Warn("LU found after start: it is served once the daemon restarts", "path", ep.desc, "lun", lu.LUN, "wwid", lu.WWID)
-			continue
+			var err error
+			if dev, err = d.addDevice(ctx, g, lu, ep.target, 1); err != nil {
+				d.log.Error("LU found after start not served", "path", ep.desc, "lun", lu.LUN, "wwid", lu.WWID, "err", err)
+				continue
+			}
+			if dev == nil {
+				continue
+			}
+			created = true
 		}
 		if !dev.lu.sameIdentity(lu) {
 			d.log.Error("path refused", "err", fmt.Errorf("%w: path %s, LUN %d: %s, but device %s is %s",
@@ -66,9 +83,11 @@ func (d *Daemon) admitEndpoint(ctx context.Context, ep *endpoint, lus []LUInfo) 
 			continue
 		}
 		d.specMu.Lock()
-		dev.specs = append(dev.specs, spec)
+		if !slices.ContainsFunc(dev.specs, func(s paths.PathSpec) bool { return s.ID == spec.ID }) {
+			dev.specs = append(dev.specs, spec)
+		}
 		d.specMu.Unlock()
-		d.log.Info("path admitted after start", "device", dev.name, "path", spec.ID)
+		d.log.Info("path admitted after start", "device", dev.name, "path", spec.ID, "new_device", created)
 		admin, err := d.st.ListPathAdmin()
 		if err != nil {
 			d.log.Error("admin state of a late path not read", "path", spec.ID, "err", err)
@@ -80,12 +99,17 @@ func (d *Daemon) admitEndpoint(ctx context.Context, ep *endpoint, lus []LUInfo) 
 				}
 			}
 		}
+		if created {
+			if err := d.startBlockDevice(ctx, dev); err != nil {
+				d.log.Error("block device of a late LU not started", "device", dev.name, "err", err)
+			}
+		}
 	}
 }
 
-// deviceOfWWID finds the device of an LU (the list is fixed once ready).
+// deviceOfWWID finds the device of an LU.
 func (d *Daemon) deviceOfWWID(wwid string) *device {
-	for _, dev := range d.devs {
+	for _, dev := range d.devices() {
 		if dev.wwid == wwid {
 			return dev
 		}

@@ -23,6 +23,10 @@ type Manager interface {
 	// or its WWID).
 	Topology(device string) ([]TopologyView, error)
 	Targets() []TargetView
+	// Discovery reports fabric discovery; Rescan asks for a full rescan
+	// of every port (ErrDiscoveryOff when discovery does not run).
+	Discovery() DiscoveryView
+	Rescan() (RescanResult, error)
 	Transitions(limit int) []TransitionView
 	Policy(device string) (PolicyView, error)
 	SetPolicy(req PolicyRequest) (PolicyView, error)
@@ -46,9 +50,9 @@ func (d *Daemon) Status() Status {
 	s := Status{
 		Version: d.version, Fabric: d.opts.Fabric, Ublk: d.ublkNote, StartedAt: d.started,
 		UptimeSeconds: seconds(time.Since(d.started)), Store: d.opts.StorePath, Socket: d.ctlAddr,
-		Metrics: d.metricsAddr, Devices: len(d.devs), Policy: base.String(),
+		Metrics: d.metricsAddr, Devices: len(d.devices()), Policy: base.String(),
 	}
-	for _, dev := range d.devs {
+	for _, dev := range d.devices() {
 		st := dev.pd.Snapshot()
 		usable := 0
 		for _, p := range st.Paths {
@@ -90,8 +94,8 @@ func (d *Daemon) deviceView(dev *device, st paths.DeviceStatus) DeviceView {
 
 // Devices lists every device.
 func (d *Daemon) Devices() []DeviceView {
-	out := make([]DeviceView, 0, len(d.devs))
-	for _, dev := range d.devs {
+	out := make([]DeviceView, 0, len(d.devices()))
+	for _, dev := range d.devices() {
 		out = append(out, d.deviceView(dev, dev.pd.Snapshot()))
 	}
 	return out
@@ -100,13 +104,13 @@ func (d *Daemon) Devices() []DeviceView {
 // findDevice resolves ublkbN, /dev/ublkbN or a WWID.
 func (d *Daemon) findDevice(name string) (*device, error) {
 	n := strings.TrimPrefix(name, "/dev/")
-	for _, dev := range d.devs {
+	for _, dev := range d.devices() {
 		if dev.name == n || dev.wwid == name {
 			return dev, nil
 		}
 	}
-	names := make([]string, 0, len(d.devs))
-	for _, dev := range d.devs {
+	names := make([]string, 0, len(d.devices()))
+	for _, dev := range d.devices() {
 		names = append(names, dev.name)
 	}
 	return nil, fmt.Errorf("%w %q (devices: %s)", ErrUnknownDevice, name, strings.Join(names, ", "))
@@ -162,7 +166,7 @@ func groups(dev string, st paths.DeviceStatus, now time.Time) []GroupView {
 
 // Topology returns the devices with their groups and paths.
 func (d *Daemon) Topology(name string) ([]TopologyView, error) {
-	devs := d.devs
+	devs := d.devices()
 	if name != "" {
 		dev, err := d.findDevice(name)
 		if err != nil {
@@ -187,10 +191,14 @@ func (d *Daemon) Topology(name string) ([]TopologyView, error) {
 // Targets lists the targets, their ports and LUs.
 func (d *Daemon) Targets() []TargetView {
 	if d.sim == nil {
-		return []TargetView{}
+		return d.staticTargets()
+	}
+	source := "built-in"
+	if d.disc != nil {
+		source = "discovered"
 	}
 	states := map[string]string{}
-	for _, dev := range d.devs {
+	for _, dev := range d.devices() {
 		for _, p := range dev.pd.Snapshot().Paths {
 			states[p.ID] = p.State.String()
 		}
@@ -198,10 +206,10 @@ func (d *Daemon) Targets() []TargetView {
 	var out []TargetView
 	for _, t := range d.sim.Targets {
 		pid := t.Target.PortID()
-		tv := TargetView{Name: t.Name, PortID: fmt.Sprintf("%016x:%016x", pid.IDExt, pid.IOCGUID)}
+		tv := TargetView{Name: t.Name, PortID: fmt.Sprintf("%016x:%016x", pid.IDExt, pid.IOCGUID), Source: source}
 		for pi, port := range t.Ports {
 			pv := TargetPortView{Address: port.Addr().String()}
-			for _, dev := range d.devs {
+			for _, dev := range d.devices() {
 				if dev.target != t.Name {
 					continue
 				}
@@ -215,7 +223,7 @@ func (d *Daemon) Targets() []TargetView {
 			}
 			tv.Ports = append(tv.Ports, pv)
 		}
-		for _, dev := range d.devs {
+		for _, dev := range d.devices() {
 			if dev.target == t.Name {
 				tv.LUs = append(tv.LUs, TargetLUView{LUN: simLUN, WWID: dev.wwid, Device: dev.name})
 			}
@@ -229,7 +237,7 @@ func (d *Daemon) Targets() []TargetView {
 // oldest first (at most limit; 0 means all kept).
 func (d *Daemon) Transitions(limit int) []TransitionView {
 	var out []TransitionView
-	for _, dev := range d.devs {
+	for _, dev := range d.devices() {
 		for _, t := range dev.pd.Transitions() {
 			out = append(out, TransitionView{At: t.At, Device: dev.name, Path: t.Path, From: t.From.String(), To: t.To.String(), Reason: t.Reason, Actions: t.Actions})
 		}
@@ -321,7 +329,7 @@ func (d *Daemon) unknownPath(id string) error {
 	d.specMu.RLock()
 	defer d.specMu.RUnlock()
 	var ids []string
-	for _, dev := range d.devs {
+	for _, dev := range d.devices() {
 		for _, s := range dev.specs {
 			ids = append(ids, s.ID)
 		}

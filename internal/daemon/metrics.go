@@ -42,6 +42,11 @@ const (
 	MetricDeviceFailovers   = "srp_mpathd_device_failovers_total"
 	MetricDeviceIOLatency   = "srp_mpathd_device_io_latency_seconds"
 
+	MetricDiscoveryScans      = "srp_mpathd_discovery_scans_total"
+	MetricDiscoveryScanErrors = "srp_mpathd_discovery_scan_errors_total"
+	MetricDiscoveryTraps      = "srp_mpathd_discovery_traps_total"
+	MetricDiscoveryTargets    = "srp_mpathd_discovery_targets"
+
 	MetricBuildInfo = "srp_mpathd_build_info"
 )
 
@@ -101,10 +106,18 @@ type deviceMetrics struct {
 	Latency    histSnapshot
 }
 
+// discoveryMetrics is what the collector reads of discovery (nil when
+// discovery does not run: no discovery series then).
+type discoveryMetrics struct {
+	Scans, ScanErrors, Trap64, Trap65 uint64
+	Targets                           int
+}
+
 // metricsSample is one scrape's view of the daemon.
 type metricsSample struct {
-	Now     time.Time
-	Devices []deviceMetrics
+	Now       time.Time
+	Devices   []deviceMetrics
+	Discovery *discoveryMetrics
 }
 
 // collector builds every series from the paths snapshots at scrape time
@@ -120,6 +133,7 @@ type collector struct {
 	detection                                                  *prometheus.Desc
 	devInfo, devUsable, devQueued, devNoPath, devFailovers     *prometheus.Desc
 	devLatency                                                 *prometheus.Desc
+	discScans, discScanErrors, discTraps, discTargets          *prometheus.Desc
 }
 
 func newCollector(sample func() metricsSample) *collector {
@@ -154,6 +168,10 @@ func newCollector(sample func() metricsSample) *collector {
 		devNoPath:         dd(MetricDeviceNoPath, "Seconds the device has been without a usable path (0 while it has one)."),
 		devFailovers:      dd(MetricDeviceFailovers, "Switches of the active path group to another group."),
 		devLatency:        dd(MetricDeviceIOLatency, "Latency of I/O requests from submission to completion, all paths and retries included."),
+		discScans:         prometheus.NewDesc(MetricDiscoveryScans, "Full fabric discovery scans of a local port.", nil, nil),
+		discScanErrors:    prometheus.NewDesc(MetricDiscoveryScanErrors, "Discovery scans that failed in part or whole.", nil, nil),
+		discTraps:         prometheus.NewDesc(MetricDiscoveryTraps, "Subnet manager traps received: 64 GID in service, 65 GID out of service.", []string{"trap"}, nil),
+		discTargets:       prometheus.NewDesc(MetricDiscoveryTargets, "Targets discovery knows and the rules allow (per local port and partition).", nil, nil),
 	}
 }
 
@@ -165,7 +183,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.pathState, c.timeInState, c.usable, c.active, c.inflight,
 		c.completions, c.errors, c.retries, c.reissued, c.aborts, c.ewma, c.reconnects, c.reconnectFailures,
 		c.heartbeats, c.hbMisses, c.hbRTT, c.detection, c.devInfo, c.devUsable, c.devQueued, c.devNoPath,
-		c.devFailovers, c.devLatency} {
+		c.devFailovers, c.devLatency, c.discScans, c.discScanErrors, c.discTraps, c.discTargets} {
 		ch <- d
 	}
 }
@@ -225,13 +243,24 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.devFailovers, st.Failovers, dm.Name)
 		ch <- prometheus.MustNewConstHistogram(c.devLatency, dm.Latency.Count, dm.Latency.Sum, dm.Latency.Buckets, dm.Name)
 	}
+	if dm := s.Discovery; dm != nil {
+		counter(c.discScans, dm.Scans)
+		counter(c.discScanErrors, dm.ScanErrors)
+		counter(c.discTraps, dm.Trap64, "64")
+		counter(c.discTraps, dm.Trap65, "65")
+		gauge(c.discTargets, float64(dm.Targets))
+	}
 }
 
 // metricsSample reads every device.
 func (d *Daemon) metricsSample() metricsSample {
 	s := metricsSample{Now: time.Now()}
-	for _, dev := range d.devs {
+	for _, dev := range d.devices() {
 		s.Devices = append(s.Devices, deviceMetrics{Name: dev.name, WWID: dev.wwid, Status: dev.pd.Snapshot(), Latency: dev.hist.snapshot()})
+	}
+	if dc := d.disc; dc != nil {
+		s.Discovery = &discoveryMetrics{Scans: dc.scans.Load(), ScanErrors: dc.scanErrors.Load(), Trap64: dc.trapsIn.Load(),
+			Trap65: dc.trapsOut.Load(), Targets: len(dc.eng.Targets())}
 	}
 	return s
 }

@@ -41,7 +41,8 @@ func goldenSample() metricsSample {
 				Detection: 1250 * time.Millisecond, LastError: "heartbeat 200 not acknowledged within 1s"},
 		},
 	}
-	return metricsSample{Now: now, Devices: []deviceMetrics{{Name: "ublkb0", WWID: "naa.6001405604fc1662f6fb236504fc1662", Status: st, Latency: h.snapshot()}}}
+	return metricsSample{Now: now, Devices: []deviceMetrics{{Name: "ublkb0", WWID: "naa.6001405604fc1662f6fb236504fc1662", Status: st, Latency: h.snapshot()}},
+		Discovery: &discoveryMetrics{Scans: 12, ScanErrors: 1, Trap64: 2, Trap65: 3, Targets: 4}}
 }
 
 func gatherText(t *testing.T, reg *prometheus.Registry) []byte {

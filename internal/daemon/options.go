@@ -68,6 +68,10 @@ type Options struct {
 	SimWorkloadDepth int
 	// SimLinkLatency is the one-way latency of the simulated links.
 	SimLinkLatency time.Duration
+	// SimTopology replaces the built-in simulated topology (the zero
+	// value keeps it): tests describe partitions and targets that join
+	// the fabric later.
+	SimTopology SimTopology
 	// Notify sends an sd_notify state ("READY=1", ...); nil uses
 	// go-systemd's SdNotify (a no-op outside systemd).
 	Notify func(state string) error

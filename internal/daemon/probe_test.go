@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/srp-mpathd/srp-mpathd/internal/config"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp/srptest"
 )
@@ -14,7 +16,7 @@ import (
 // newTestSim builds the simulated topology without a daemon.
 func newTestSim(t *testing.T) *SimFabric {
 	t.Helper()
-	s, err := newSimFabric(testLogger(), 0)
+	s, err := newSimFabric(testLogger(), 0, SimTopology{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,11 +160,11 @@ func TestAdmitLate(t *testing.T) {
 	before := len(dev.pd.Snapshot().Paths)
 	bad := lus[0]
 	bad.Blocks++
-	td.admitEndpoint(context.Background(), &ep, []LUInfo{bad})
+	td.admitEndpoint(context.Background(), new(errgroup.Group), &ep, []LUInfo{bad})
 	if n := len(dev.pd.Snapshot().Paths); n != before {
 		t.Fatalf("a path with another capacity was admitted: %d paths, want %d", n, before)
 	}
-	td.admitEndpoint(context.Background(), &ep, lus)
+	td.admitEndpoint(context.Background(), new(errgroup.Group), &ep, lus)
 	if n := len(dev.pd.Snapshot().Paths); n != before+1 {
 		t.Fatalf("%d paths after a late admission, want %d", n, before+1)
 	}

@@ -97,8 +97,12 @@ type TopologyView struct {
 
 // TargetView is one target (GET /v1/targets).
 type TargetView struct {
-	Name   string           `json:"name"`
-	PortID string           `json:"port_id"`
+	Name   string `json:"name"`
+	PortID string `json:"port_id"`
+	// Source says where the daemon learnt the target: "discovered"
+	// (fabric discovery), "static" (the config's targets) or "built-in"
+	// (the simulated topology with discovery off).
+	Source string           `json:"source"`
 	Ports  []TargetPortView `json:"ports"`
 	LUs    []TargetLUView   `json:"lus"`
 }
@@ -166,4 +170,41 @@ type PathResult struct {
 type errorBody struct {
 	Error string `json:"error"`
 	Code  string `json:"code"`
+}
+
+// DiscoveryView is fabric discovery as the daemon runs it.
+type DiscoveryView struct {
+	// Active: the engine runs (config discovery.enabled, and a port to
+	// scan); Mode is the configured enabled value.
+	Active         bool      `json:"active"`
+	Mode           string    `json:"mode"`
+	Ports          []string  `json:"ports"`
+	RescanInterval string    `json:"rescan_interval"`
+	Scans          uint64    `json:"scans"`
+	ScanErrors     uint64    `json:"scan_errors"`
+	Trap64         uint64    `json:"trap64"`
+	Trap65         uint64    `json:"trap65"`
+	TargetsFound   uint64    `json:"targets_found"`
+	TargetsGone    uint64    `json:"targets_gone"`
+	LastScan       time.Time `json:"last_scan"`
+	LastError      string    `json:"last_error,omitempty"`
+	// Targets are the targets the engine knows and the rules allow.
+	Targets []DiscoveredTargetView `json:"targets"`
+}
+
+// DiscoveredTargetView is one discovered target (one local port, one
+// partition) and the target port it was logged in to.
+type DiscoveredTargetView struct {
+	// Target is in ib_srp's add_target form (what srp_daemon writes).
+	Target    string `json:"target"`
+	LocalPort string `json:"local_port"`
+	PKey      string `json:"pkey"`
+	Static    bool   `json:"static"`
+	// TargetPort is the path's target port name ("" if not logged in).
+	TargetPort string `json:"target_port"`
+}
+
+// RescanResult answers a rescan request.
+type RescanResult struct {
+	Requested bool `json:"requested"`
 }
