@@ -381,6 +381,15 @@ func (c *Conn) Disconnect() error {
 	if c.closed {
 		return nil
 	}
+	if port := uint8(c.id.port_num); c.qp != nil && port != 0 && !c.dev.portActive(port) {
+		// No DREQ while the port is down (see parkedID): the QP goes to
+		// the error state here, the DREQ leaves when the CM id is
+		// destroyed after the port is back.
+		if err := negErrno(C.shim_qp_error(c.qp)); err != nil {
+			return c.dev.opErr("disconnect", err)
+		}
+		return nil
+	}
 	if rc, err := C.rdma_disconnect(c.id); rc != 0 {
 		if e := errnoOr(err, syscall.EINVAL); !errors.Is(e, syscall.EINVAL) {
 			return c.dev.opErr("disconnect", e)
@@ -412,6 +421,8 @@ func (c *Conn) Close() error {
 
 // destroy releases everything the connection created, in reverse order.
 // rdma_destroy_id does not block here: every event taken was acked in C.
+// While the CM id's port is down, the id and its event channel go to the
+// device instead (Device.park), which destroys them once the port is back.
 func (c *Conn) destroy() {
 	if c.qp != nil {
 		C.rdma_destroy_qp(c.id)
@@ -432,10 +443,16 @@ func (c *Conn) destroy() {
 		c.compFD = -1
 	}
 	if c.id != nil {
-		C.rdma_destroy_id(c.id)
+		if c.dev.park(c.id, c.cm) {
+			c.cm = nil // the device destroys both
+		} else {
+			C.rdma_destroy_id(c.id)
+		}
 		c.id = nil
 	}
-	c.cm.close()
+	if c.cm != nil {
+		c.cm.close()
+	}
 	for _, p := range []unsafe.Pointer{unsafe.Pointer(c.sendSGE), unsafe.Pointer(c.recvSGE), unsafe.Pointer(c.wc)} {
 		if p != nil {
 			C.free(p)

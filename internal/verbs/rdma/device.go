@@ -50,6 +50,21 @@ type Device struct {
 
 	mu     sync.Mutex
 	closed bool
+	parked []parkedID // CM ids of connections closed while their port was down
+}
+
+// parkedID is the RDMA/CM id (and its event channel) of a connection that
+// ended while its port was not active. Destroying it then would send a CM
+// message (DREQ or REJ) that finds no route, and soft-RoCE (rxe) answers a
+// failed route lookup on its GSI QP by moving QP1 to ERR for good: no CM
+// message leaves the device again and no later login on it can succeed
+// (seen on 6.12 after a link down: `rdma res show qp` lists the GSI QP in
+// ERR, every REQ after the link came back went unanswered). The id is
+// destroyed when the port is active again, or at Close.
+type parkedID struct {
+	id   *C.struct_rdma_cm_id
+	ch   *cmChan
+	port uint8
 }
 
 var _ verbs.Device = (*Device)(nil)
@@ -280,6 +295,9 @@ func (d *Device) readEvents(asyncFD int) {
 				break
 			}
 			kind, ok := asyncKind(int(typ))
+			if ok && kind == verbs.EventPortActive {
+				d.releaseParked(uint8(port))
+			}
 			if !ok {
 				d.log.Debug("async event ignored", "event", C.GoString(C.ibv_event_type_str(uint32(typ))))
 				continue
@@ -362,6 +380,7 @@ func (d *Device) Close() error {
 	d.mu.Unlock()
 	wakeUp(d.wake)
 	<-d.done
+	d.releaseParked(0)
 	var errs []error
 	if rc := C.ibv_dealloc_pd(d.pd); rc != 0 {
 		errs = append(errs, d.opErr("dealloc pd", syscall.Errno(rc)))
@@ -377,6 +396,60 @@ func (d *Device) Close() error {
 		errs = append(errs, d.opErr("close eventfd", err))
 	}
 	return errors.Join(errs...)
+}
+
+// portActive reports whether port n is ACTIVE (or ACTIVE_DEFER). A port
+// that cannot be queried counts as active: parking is for a known outage.
+func (d *Device) portActive(n uint8) bool {
+	pa, err := d.Port(n)
+	return err != nil || pa.State == verbs.PortActive || pa.State == verbs.PortActiveDefer
+}
+
+// park keeps id and ch for releaseParked instead of destroying them now,
+// when id is bound to a port of this device that is not active. It reports
+// whether it did.
+func (d *Device) park(id *C.struct_rdma_cm_id, ch *cmChan) bool {
+	if id == nil || id.verbs != d.ctx || id.port_num == 0 {
+		return false // not bound to a port of this device: no CM message can leave
+	}
+	port := uint8(id.port_num)
+	if d.portActive(port) {
+		return false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return false
+	}
+	d.parked = append(d.parked, parkedID{id: id, ch: ch, port: port})
+	d.log.Info("connection ended while its port is down: its CM id is destroyed when the port is active again",
+		"port", port, "parked", len(d.parked))
+	return true
+}
+
+// releaseParked destroys the parked ids of port (every parked id when port
+// is 0) and their event channels.
+func (d *Device) releaseParked(port uint8) {
+	d.mu.Lock()
+	var release []parkedID
+	kept := d.parked[:0]
+	for _, p := range d.parked {
+		if port == 0 || p.port == port {
+			release = append(release, p)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	clear(d.parked[len(kept):])
+	d.parked = kept
+	d.mu.Unlock()
+	for _, p := range release {
+		C.rdma_destroy_id(p.id)
+		p.ch.close()
+	}
+	if len(release) > 0 {
+		d.log.Info("destroyed the CM ids parked during the port's outage", "port", port, "count", len(release))
+	}
 }
 
 func (d *Device) isClosed() bool {

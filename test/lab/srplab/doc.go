@@ -30,8 +30,11 @@
 // An initiator must therefore bind its source address (src= for ib_srp,
 // rdma_resolve_addr(src, dst) in user space).
 //
-// Faults: [Lab.LinkDown]/[Lab.LinkUp] (port error events, QP flush),
-// [Lab.Blackhole] (tc netem 100 % loss both ways: silent), [Lab.KillSessions]
+// Faults: [Lab.LinkDown]/[Lab.LinkUp] (port error events, QP flush; a CM
+// message an initiator sends meanwhile kills the rxe device's GSI QP for
+// good, see LinkDown),
+// [Lab.Blackhole] (the netem qdisc Setup puts on both veths goes to 100 %
+// loss both ways and back, changed in place: silent), [Lab.KillSessions]
 // (the path's TPG disabled and re-enabled: srpt disconnects every channel,
 // the initiator gets a DREQ), [Lab.RestartTarget] (srpt configuration
 // removed, module unloaded and reloaded, configuration restored; the RAM

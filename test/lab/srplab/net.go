@@ -30,6 +30,7 @@ const (
 	localTable    = 255 // RT_TABLE_LOCAL
 	maxPaths      = 100 // keeps tables below localRulePref and 198.18.i valid
 	rxeType       = "rxe"
+	blackholeLoss = 100 // percent
 )
 
 func newPath(i, target int) Path {
@@ -155,8 +156,8 @@ func (l *Lab) setupNet() error {
 	return nil
 }
 
-// create makes the path's veth pair, addresses, rules, routes and rxe
-// devices.
+// create makes the path's veth pair, addresses, rules, routes, the netem
+// qdiscs of Blackhole (no loss yet) and rxe devices.
 func (p *Path) create() error {
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: p.IniNet}, PeerName: p.TgtNet}
 	if err := netlink.LinkAdd(veth); err != nil {
@@ -186,6 +187,16 @@ func (p *Path) create() error {
 	}
 	if err := p.routes(); err != nil {
 		return err
+	}
+	// The qdisc Blackhole changes, installed before any traffic flows.
+	for _, dev := range []string{p.IniNet, p.TgtNet} {
+		q, err := netem(dev, 0)
+		if err != nil {
+			return err
+		}
+		if err := netlink.QdiscReplace(q); err != nil {
+			return nlErr("qdisc replace netem loss 0%", dev, err)
+		}
 	}
 	for _, d := range [][2]string{{p.IniDev, p.IniNet}, {p.TgtDev, p.TgtNet}} {
 		if err := netlink.RdmaLinkAdd(d[0], rxeType, d[1]); err != nil {
@@ -242,6 +253,14 @@ func (l *Lab) setLink(i int, up bool) error {
 
 // LinkDown sets the initiator-side veth of path i down: both rxe ports of
 // the path go DOWN (port error events), routes of the path are flushed.
+// Every route lookup through the initiator-side netdev then fails, and rxe
+// moves a QP whose packet finds no route to ERR: for an RC QP that is the
+// expected flush, for the device's GSI QP (QP1) it is fatal. So a CM
+// message sent on rxe_i<i> during the outage (a DREQ when a connection is
+// closed, a REJ when a connect is abandoned) leaves that device unable to
+// send CM messages for good, and no later login on it succeeds (6.12:
+// `rdma res show qp` lists the GSI QP in ERR; the kernel's ib_srp does
+// this, srp-mpathd defers its CM messages while the port is down).
 func (l *Lab) LinkDown(i int) error { return l.setLink(i, false) }
 
 // LinkUp undoes LinkDown: link up, both rxe ports ACTIVE again, routes back.
@@ -259,27 +278,43 @@ func (l *Lab) LinkUp(i int) error {
 }
 
 // Blackhole drops every packet of path i in both directions (on = true) or
-// stops doing so: netem loss 100 % as the root qdisc of both veths. Silent:
-// no link or port event, the ports stay ACTIVE; only timeouts can tell.
+// stops doing so: the loss of the netem qdisc create installed on both
+// veths goes to 100 % or back to 0. Silent: no link or port event, the
+// ports stay ACTIVE; only timeouts can tell.
+//
+// The qdisc is changed in place, never added or removed: grafting a root
+// qdisc deactivates the device for a moment, a packet rxe sends then is
+// refused (noop qdisc), and rxe moves the sending QP to ERR. For an RC QP
+// that is an early error (seen: a flush 23 ms after the blackhole began);
+// for the GSI QP (QP1, CM messages) it is fatal: no login on that device
+// succeeds again.
 func (l *Lab) Blackhole(i int, on bool) error {
 	p, err := l.path(i)
 	if err != nil {
 		return err
 	}
+	loss := float32(0)
+	if on {
+		loss = blackholeLoss
+	}
 	var errs []error
 	for _, dev := range []string{p.IniNet, p.TgtNet} {
-		link, err := netlink.LinkByName(dev)
+		q, err := netem(dev, loss)
 		if err != nil {
-			errs = append(errs, nlErr("link", dev, err))
+			errs = append(errs, err)
 			continue
 		}
-		attrs := netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT}
-		q := netlink.NewNetem(attrs, netlink.NetemQdiscAttrs{Loss: 100})
-		if on {
-			errs = append(errs, nlErr("qdisc replace netem loss 100%", dev, netlink.QdiscReplace(q)))
-		} else {
-			errs = append(errs, nlErr("qdisc del", dev, netlink.QdiscDel(q)))
-		}
+		errs = append(errs, nlErr(fmt.Sprintf("qdisc change netem loss %v%%", loss), dev, netlink.QdiscChange(q)))
 	}
 	return errors.Join(errs...)
+}
+
+// netem is the root netem qdisc of dev with the given loss (percent).
+func netem(dev string, loss float32) (*netlink.Netem, error) {
+	link, err := netlink.LinkByName(dev)
+	if err != nil {
+		return nil, nlErr("link", dev, err)
+	}
+	attrs := netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT}
+	return netlink.NewNetem(attrs, netlink.NetemQdiscAttrs{Loss: loss}), nil
 }
