@@ -20,6 +20,8 @@ import (
 
 	"github.com/srp-mpathd/srp-mpathd/internal/cli"
 	"github.com/srp-mpathd/srp-mpathd/internal/daemon"
+	"github.com/srp-mpathd/srp-mpathd/internal/ublk"
+	"github.com/srp-mpathd/srp-mpathd/test/lab/labkit"
 	"github.com/srp-mpathd/srp-mpathd/test/lab/srplab"
 )
 
@@ -160,9 +162,13 @@ type Daemon struct {
 
 	cmd     *exec.Cmd
 	logPath string
+	logFrom int64 // this run's first byte in logPath
 	exited  chan struct{}
 	waitErr error
 	Started time.Time
+	// served are the ublk dev ids WaitDevices saw, for the leftover check
+	// at cleanup.
+	served []int
 }
 
 // Start writes the configuration into o.Dir and starts the daemon. It does
@@ -197,6 +203,9 @@ func Start(t testing.TB, lab *srplab.Lab, o Options) *Daemon {
 		t.Fatal(err)
 	}
 	defer logf.Close() // the child holds its own descriptor
+	if fi, err := logf.Stat(); err == nil {
+		d.logFrom = fi.Size()
+	}
 	fmt.Fprintf(logf, "==== daemonlab: start %s: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(args, " "))
 	exe, err := os.Executable()
 	if err != nil {
@@ -217,28 +226,117 @@ func Start(t testing.TB, lab *srplab.Lab, o Options) *Daemon {
 		close(d.exited)
 	}()
 	d.Client = daemon.NewClient(d.Socket)
-	t.Cleanup(func() {
-		if d.Running() {
-			t.Logf("daemonlab cleanup: daemon pid %d still running, stopping it", d.cmd.Process.Pid)
-			if err := d.Stop(); err != nil {
-				t.Logf("daemonlab cleanup: %v", err)
-			}
-		}
-		if t.Failed() {
-			t.Logf("daemon log (tail):\n%s", d.LogTail())
-		}
-	})
+	t.Cleanup(d.cleanup)
 	return d
 }
 
+// cleanup stops a daemon still running, deletes the ublk devices it served
+// that are still there (a stop without RemoveDevices leaves them for
+// recovery; the next test's store would bind the same ids), keeps this
+// run's log under $LAB_OUT/daemonlab/ and, when the test failed, logs the
+// log's tail. Cleanups run last-in first-out: a later run of the same
+// test (Restart) cleans up first, so leftovers are deleted only once no
+// daemon of the test runs.
+func (d *Daemon) cleanup() {
+	t := d.t
+	if d.Running() {
+		t.Logf("daemonlab cleanup: daemon pid %d still running, stopping it", d.PID())
+		if err := d.Stop(); err != nil {
+			t.Logf("daemonlab cleanup: %v", err)
+		}
+	}
+	if err := deleteLeftovers(d.served); err != nil {
+		t.Errorf("daemonlab cleanup: %v", err)
+	}
+	d.saveLog()
+	if t.Failed() {
+		t.Logf("daemon log (tail):\n%s", d.LogTail())
+	}
+}
+
+// saveLog copies this run's log to $LAB_OUT/daemonlab/<test>-<pid>.log
+// (the state dir is a t.TempDir and goes with the test).
+func (d *Daemon) saveLog() {
+	out := os.Getenv(labkit.EnvOut)
+	if out == "" {
+		return
+	}
+	dir := filepath.Join(out, LogDir)
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(d.t.Name()) + "-" + strconv.Itoa(d.PID()) + ".log"
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		d.t.Logf("daemonlab: keep log: %v", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(d.Log()), 0o644); err != nil {
+		d.t.Logf("daemonlab: keep log: %v", err)
+	}
+}
+
+// LogDir is the subdirectory of $LAB_OUT that keeps every daemon's log.
+const LogDir = "daemonlab"
+
+// deleteLeftovers stops and deletes the ublk devices of ids that still
+// exist. No daemon serves them any more: a quiesced device (left for
+// recovery) is failed and removed by STOP_DEV, then deleted.
+func deleteLeftovers(ids []int) error {
+	var left []int
+	for _, id := range ids {
+		if _, err := os.Stat(fmt.Sprintf("/dev/ublkc%d", id)); err == nil {
+			left = append(left, id)
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	ctl, err := ublk.NewControl(ublk.Linux{}, nil)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+	defer cancel()
+	var errs []error
+	for _, id := range left {
+		_ = ctl.Stop(ctx, uint32(id)) // a device never started has nothing to stop
+		if err := ctl.Del(ctx, uint32(id)); err != nil {
+			errs = append(errs, fmt.Errorf("delete leftover ublk device %d: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ExecTime is how long the daemon's command line takes to run `srp-mpathd
+// version` in a child process: the cost of starting the process and the
+// CLI, which every Start pays before the daemon's own work begins.
+func ExecTime() (time.Duration, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), EnvArgs+`=["version"]`)
+	t0 := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("daemonlab: version: %w: %s", err, out)
+	}
+	return time.Since(t0), nil
+}
+
 // Restart starts a new daemon with the same options and directory (the
-// previous one must have exited).
-func (d *Daemon) Restart() *Daemon {
+// previous one must have exited); each change edits the new run's options
+// (for example RemoveDevices, so that the last stop of a test removes the
+// devices).
+func (d *Daemon) Restart(changes ...func(*Options)) *Daemon {
 	d.t.Helper()
 	if d.Running() {
 		d.t.Fatalf("daemonlab: restart while pid %d still runs", d.cmd.Process.Pid)
 	}
-	return Start(d.t, d.lab, d.opts)
+	o := d.opts
+	for _, c := range changes {
+		c(&o)
+	}
+	return Start(d.t, d.lab, o)
 }
 
 // PID is the daemon's process id.
@@ -385,6 +483,11 @@ func (d *Daemon) WaitDevices(n, usable int) ([]daemon.DeviceView, error) {
 					}
 				}
 				if ok {
+					for _, dv := range devs {
+						if !slices.Contains(d.served, dv.DevID) {
+							d.served = append(d.served, dv.DevID)
+						}
+					}
 					return devs, nil
 				}
 			}
@@ -441,6 +544,18 @@ func (d *Daemon) CPUTime() (time.Duration, error) {
 	}
 	const ticksPerSecond = 100 // USER_HZ on Linux
 	return time.Duration(u+s) * time.Second / ticksPerSecond, nil
+}
+
+// Log is this run's log (since Start wrote its header line).
+func (d *Daemon) Log() string {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return err.Error()
+	}
+	if d.logFrom <= int64(len(b)) {
+		b = b[d.logFrom:]
+	}
+	return string(b)
 }
 
 // LogTail is the end of the daemon's log file (every run in Dir).

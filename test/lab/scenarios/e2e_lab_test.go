@@ -24,31 +24,28 @@ import (
 	"github.com/srp-mpathd/srp-mpathd/internal/srp/scsi"
 	"github.com/srp-mpathd/srp-mpathd/internal/verbs"
 	"github.com/srp-mpathd/srp-mpathd/internal/verbs/rdma"
+	"github.com/srp-mpathd/srp-mpathd/test/lab/daemonlab"
 	"github.com/srp-mpathd/srp-mpathd/test/lab/labkit"
 	"github.com/srp-mpathd/srp-mpathd/test/lab/srplab"
 )
 
-// The e2e scenarios (issue 7 item 3): srp-mpathd's own stack (srp.Channel
-// over internal/verbs/rdma, internal/paths, internal/ublk, internal/store)
-// against the real target, LIO ib_srpt on the srplab fabric.
+// e2e-srp-channel (issue 7 item 3, stage 1): srp-mpathd's SRP channel
+// alone (srp.Channel over internal/verbs/rdma) against the real target,
+// LIO ib_srpt on the srplab fabric. The other e2e scenarios run the daemon
+// itself (daemonlab, e2e_failover_lab_test.go).
 //
-// Every user-space RDMA action runs in a child process (the test binary
-// re-executed with -test.run selecting the same test and envE2EChild set):
-// librdmacm keeps the verbs context of every RDMA device open for the
-// life of the process, and rxe cannot disassociate a context, so srplab's
-// `rdma link delete` at cleanup would wait for the test process to exit.
-// A child that exits releases them; it is also the daemon-like process a
-// restart restarts. The child speaks to the parent in "E2E {json}" lines on
-// stdout; its log goes to stderr.
+// The channel check runs in a child process (the test binary re-executed
+// with -test.run selecting the same test and envE2EChild set): librdmacm
+// keeps the verbs context of every RDMA device open for the life of the
+// process, and rxe cannot disassociate a context, so srplab's `rdma link
+// delete` at cleanup would wait for the test process to exit. The child
+// speaks to the parent in "E2E {json}" lines on stdout; its log goes to
+// stderr.
 
 const (
 	envE2EChild = "LAB_E2E_CHILD"
 	e2eLinePfx  = "E2E "
-	// e2eInitiatorExt is the initiator_ext of srp-mpathd's logins: its
-	// initiator port ids differ from the kernel initiator's (ext 0) on the
-	// same local ports, so the two never share an I_T nexus.
-	e2eInitiatorExt = 0x5352504d50415448 // "SRPMPATH"
-	e2eLUSize       = 64 << 20
+	e2eLUSize   = 64 << 20
 	// e2eAckTimeout and e2eRetryCount: the RC QP's ACK timeout exponent
 	// (4.096 µs × 2^15 ≈ 134 ms per try) and retries; silent loss is the
 	// heartbeat's job, the retry budget only bounds a lost transmission.
@@ -65,11 +62,9 @@ const (
 	e2eLineBuffer   = 64
 )
 
-// Child modes.
-const (
-	e2eModeChannel = "channel" // stage 1: log in on every path, check, print the result, exit
-	e2eModeServe   = "serve"   // stages 2 and 3: serve the LU as /dev/ublkb<id> until SIGTERM
-)
+// e2eModeChannel is the child's one mode: log in on every path, check,
+// print the result, exit.
+const e2eModeChannel = "channel"
 
 // e2ePath is one path as the child dials it.
 type e2ePath struct {
@@ -86,12 +81,6 @@ type e2ePath struct {
 type e2eSpec struct {
 	Mode  string    `json:"mode"`
 	Paths []e2ePath `json:"paths"`
-	// Serve mode.
-	Store            string        `json:"store,omitempty"`
-	Depth            int           `json:"depth,omitempty"`
-	MaxIO            int           `json:"max_io,omitempty"`
-	ReconnectDelay   time.Duration `json:"reconnect_delay,omitempty"`
-	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 }
 
 // e2ePathResult is what the channel check saw on one path.
@@ -118,53 +107,12 @@ type e2ePathResult struct {
 	Initiator    string  `json:"initiator"`
 }
 
-// e2ePathStatus is one path of the serving child's status.
-type e2ePathStatus struct {
-	ID          string `json:"id"`
-	State       string `json:"state"`
-	Usable      bool   `json:"usable"`
-	Completions uint64 `json:"completions"`
-	Errors      uint64 `json:"errors"`
-	Reissued    uint64 `json:"reissued"`
-	Reconnects  uint64 `json:"reconnects"`
-	HBMisses    uint64 `json:"hb_misses"`
-	DetectionMS int64  `json:"detection_ms"`
-	LastError   string `json:"last_error,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	HBSent      uint64 `json:"hb_sent"`
-	HBRTTMS     int64  `json:"hb_rtt_ms"`
-	ReconnFails uint64 `json:"reconnect_failures"`
-}
-
-// e2eTransition is one path state change in the serving child.
-type e2eTransition struct {
-	At     time.Time `json:"at"`
-	Path   string    `json:"path"`
-	From   string    `json:"from"`
-	To     string    `json:"to"`
-	Reason string    `json:"reason,omitempty"`
-}
-
 // e2eMsg is one line from the child.
 type e2eMsg struct {
-	Kind string `json:"kind"` // "result", "ready", "status", "error"
-	Err  string `json:"err,omitempty"`
-	// result (channel mode)
+	Kind  string          `json:"kind"` // "result", "error"
+	Err   string          `json:"err,omitempty"`
 	Paths []e2ePathResult `json:"paths,omitempty"`
-	// ready (serve mode)
-	DevID     int       `json:"dev_id"`
-	Created   bool      `json:"created"`
-	Block     string    `json:"block,omitempty"`
-	WWID      string    `json:"wwid,omitempty"`
-	Size      int64     `json:"size,omitempty"`
-	LoginMS   []float64 `json:"login_ms,omitempty"`
-	ServeMS   float64   `json:"serve_ms,omitempty"`
-	Recovered bool      `json:"recovered,omitempty"`
-	// status (serve mode, on SIGUSR1)
-	Status      []e2ePathStatus `json:"status,omitempty"`
-	Transitions []e2eTransition `json:"transitions,omitempty"`
-	Failovers   uint64          `json:"failovers,omitempty"`
-	At          time.Time       `json:"at"`
+	At    time.Time       `json:"at"`
 }
 
 // e2ePaths describes every path of lab for the child, with initiator_ext
@@ -294,14 +242,6 @@ func (p *e2eProc) next(kind string, limit time.Duration) (e2eMsg, error) {
 	}
 }
 
-// status asks the serving child for its path status.
-func (p *e2eProc) status() (e2eMsg, error) {
-	if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
-		return e2eMsg{}, err
-	}
-	return p.next("status", 10*time.Second)
-}
-
 // stop sends SIGTERM and waits for the child; nil if it exited 0.
 func (p *e2eProc) stop() error {
 	select {
@@ -318,33 +258,6 @@ func (p *e2eProc) stop() error {
 		<-p.done
 		return fmt.Errorf("child %d did not stop within %v of SIGTERM", p.cmd.Process.Pid, e2eChildStop)
 	}
-}
-
-// cpuTime is the CPU time the child used so far (user + system), from
-// /proc/<pid>/stat fields 14 and 15 (clock ticks of 10 ms).
-func (p *e2eProc) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("stat: no ')'")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	const utime = 14 - 3 // f[0] is field 3
-	if len(f) <= utime+1 {
-		return 0, fmt.Errorf("stat: %d fields", len(f))
-	}
-	var u, s int64
-	if _, err := fmt.Sscan(f[utime], &u); err != nil {
-		return 0, err
-	}
-	if _, err := fmt.Sscan(f[utime+1], &s); err != nil {
-		return 0, err
-	}
-	const tick = 10 * time.Millisecond // USER_HZ 100
-	return time.Duration(u+s) * tick, nil
 }
 
 func (p *e2eProc) exitErr() error {
@@ -374,8 +287,6 @@ func e2eChild(t *testing.T) bool {
 	switch spec.Mode {
 	case e2eModeChannel:
 		err = childChannel(spec, log)
-	case e2eModeServe:
-		err = childServe(spec, log)
 	default:
 		err = fmt.Errorf("unknown mode %q", spec.Mode)
 	}
@@ -757,7 +668,7 @@ func TestE2ESRPChannel(t *testing.T) {
 	}
 	labkit.RequireVM(t)
 	sc := labkit.Begin(t, "e2e-srp-channel")
-	lab := srplab.Setup(t, srplab.Options{Paths: 2, LUs: 1, LUSize: e2eLUSize, InitiatorExts: []uint64{e2eInitiatorExt}})
+	lab := srplab.Setup(t, srplab.Options{Paths: 2, LUs: 1, LUSize: e2eLUSize, InitiatorExts: []uint64{daemonlab.InitiatorExt}})
 	lu := lab.Targets[0].LUs[0]
 	if v, err := os.ReadFile("/sys/module/ib_srpt/parameters/srp_max_req_size"); err == nil {
 		sc.Notef("ib_srpt srp_max_req_size=%s, srpt_service_guid=%#x, target port id %v", strings.TrimSpace(string(v)), lab.ServiceGUID, lab.TargetPortID())
@@ -765,7 +676,7 @@ func TestE2ESRPChannel(t *testing.T) {
 	if err := srplab.Mark("e2e-srp-channel start"); err != nil {
 		t.Fatal(err)
 	}
-	p := startE2E(t, e2eSpec{Mode: e2eModeChannel, Paths: e2ePaths(lab, e2eInitiatorExt)})
+	p := startE2E(t, e2eSpec{Mode: e2eModeChannel, Paths: e2ePaths(lab, daemonlab.InitiatorExt)})
 	m, err := p.next("result", e2eChildStart)
 	sc.Notef("kernel log: %s", oneLine(srplab.KernelLog("e2e-srp-channel start", "srpt", "rxe", "target")))
 	if err != nil {

@@ -124,26 +124,32 @@ func setupKernelStack(t *testing.T, sc *labkit.Scenario) *kernelStack {
 	return k
 }
 
-func (k *kernelStack) fail(kind failKind) error {
+func (k *kernelStack) fail(kind failKind) error    { return injectFault(k.lab, kind) }
+func (k *kernelStack) restore(kind failKind) error { return undoFault(k.lab, kind) }
+
+// injectFault makes path 0 (or, for failRestart, the target) fail the way
+// kind says; both stacks' scenarios use it.
+func injectFault(lab *srplab.Lab, kind failKind) error {
 	switch kind {
 	case failLinkDown:
-		return k.lab.LinkDown(0)
+		return lab.LinkDown(0)
 	case failBlackhole:
-		return k.lab.Blackhole(0, true)
+		return lab.Blackhole(0, true)
 	case failDREQ:
-		return k.lab.KillSessions(0)
+		return lab.KillSessions(0)
 	case failRestart:
-		return k.lab.RestartTarget(restartDown)
+		return lab.RestartTarget(restartDown)
 	}
 	return fmt.Errorf("unknown failure %v", kind)
 }
 
-func (k *kernelStack) restore(kind failKind) error {
+// undoFault undoes injectFault.
+func undoFault(lab *srplab.Lab, kind failKind) error {
 	switch kind {
 	case failLinkDown:
-		return k.lab.LinkUp(0)
+		return lab.LinkUp(0)
 	case failBlackhole:
-		return k.lab.Blackhole(0, false)
+		return lab.Blackhole(0, false)
 	case failDREQ, failRestart:
 		return nil // the target side heals itself
 	}
@@ -195,8 +201,12 @@ func TestKernelDREQ(t *testing.T) {
 // waits (at most stallCap) until I/O flows again, restores path 0 and waits
 // (at most reinstateCap) for multipathd to use it again.
 //
-// Figures: stall_ms (longest gap between completed I/Os), max_io_ms
-// (longest single I/O), stall_start_ms (when that gap began, relative to
+// Figures: stall_ms (the longest time an application waited: labkit's
+// IOStats.Stall, the longest of the longest gap between completions, the
+// longest single I/O and the oldest I/O still in flight at the end — the
+// same definition as srp-mpathd's e2e scenarios; with multibus the gap
+// stays short while single I/Os hang on the failed path), max_gap_ms,
+// max_io_ms, gap_start_ms and max_io_start_ms (when they began, relative to
 // the fault), io_errors, verify_errors, load_iops, recovered (1: I/O flowed
 // again within stallCap), resume_ms (from the fault until I/O flowed without
 // a stuck I/O; -1: not within stallCap), reinstate_ms (from the restore until
@@ -256,16 +266,20 @@ func kernelFailover(t *testing.T, sc *labkit.Scenario, k *kernelStack, kind fail
 	if stopErr != nil {
 		t.Error(stopErr)
 	}
+	labkit.SaveTimeline(sc, strings.TrimSuffix(prefix, "_"), st, labkit.Marker{Name: labkit.MarkFault, At: tFail}, labkit.Marker{Name: labkit.MarkRestore, At: tRestore})
 
 	figs := map[string]float64{
-		"stall_ms":       ms(st.MaxGap),
-		"max_io_ms":      ms(st.MaxLatency),
-		"stall_start_ms": ms(st.GapFrom.Sub(tFail)),
-		"io_errors":      float64(st.Errors),
-		"verify_errors":  float64(st.VerifyErrors),
-		"load_iops":      st.IOPS(),
-		"recovered":      b2f(recovered),
-		"resume_ms":      resume,
+		"stall_ms":            ms(st.Stall()),
+		"max_gap_ms":          ms(st.MaxGap),
+		"max_io_ms":           ms(st.MaxLatency),
+		"oldest_in_flight_ms": ms(st.OldestInFlight),
+		"gap_start_ms":        ms(st.GapFrom.Sub(tFail)),
+		"max_io_start_ms":     ms(st.MaxLatencyFrom.Sub(tFail)),
+		"io_errors":           float64(st.Errors),
+		"verify_errors":       float64(st.VerifyErrors),
+		"load_iops":           st.IOPS(),
+		"recovered":           b2f(recovered),
+		"resume_ms":           resume,
 	}
 	for name, v := range figs {
 		sc.Figure(prefix+name, v)
