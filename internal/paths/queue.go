@@ -581,10 +581,9 @@ func (q *Queue) retryParked(now time.Time) {
 		q.dispatch(s, now)
 		if s.state == tagParked {
 			// dispatch parked it again and appended it past n; keep it
-			// once.
+			// once (park counted it in parkedNow already).
 			q.parked = q.parked[:len(q.parked)-1]
 			kept = append(kept, tag)
-			q.ctr.parkedNow.add(1)
 		}
 	}
 	// Parks appended during the loop (none remain: see above) would sit

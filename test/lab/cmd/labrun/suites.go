@@ -123,28 +123,6 @@ var suites = []Suite{
 		Mem: "2G", CPUs: 2, Timeout: 10 * time.Minute,
 	},
 	{
-		// Every path down under the verified load on the real daemon
-		// (issue 7): 30 s (I/O queued, no error), then longer than a short
-		// dev_loss_tmo (EIO, device kept, I/O back with the paths).
-		Name:    "e2e-allpaths",
-		Package: "./test/lab/scenarios",
-		Scenarios: []Expect{
-			{Name: "e2e-allpaths-short", Test: "TestE2EAllPathsShort"},
-			{Name: "e2e-allpaths-long", Test: "TestE2EAllPathsLong"},
-		},
-		Mem: "2G", CPUs: 2, Timeout: 10 * time.Minute,
-	},
-	{
-		// 20 flaps of the active path under the verified load on the real
-		// daemon (issue 7).
-		Name:    "e2e-flaps",
-		Package: "./test/lab/scenarios",
-		Scenarios: []Expect{
-			{Name: "e2e-flaps", Test: "TestE2EFlaps"},
-		},
-		Mem: "2G", CPUs: 2, Timeout: 12 * time.Minute,
-	},
-	{
 		// The lab demo (make demo, issue 7 item 4): the real daemon under
 		// the verified load while path 0's link goes down, against the
 		// kernel-linkdown baseline of the same run; labrun plots both
