@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,34 +21,12 @@ import (
 // may change the options. It returns once the daemon is ready.
 func runSimDaemon(t *testing.T, edit func(*Options)) *Daemon {
 	t.Helper()
-	dir := t.TempDir()
-	opts := Options{
-		Fabric: FabricSim, StorePath: filepath.Join(dir, "store.db"), RuntimeDir: dir, NoListeners: true,
-		Logger: testLogger(), Notify: func(string) error { return nil },
-	}
-	if edit != nil {
-		edit(&opts)
-	}
-	d, err := New(opts, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	select {
-	case <-d.Ready():
-	case err := <-done:
-		cancel()
-		t.Fatalf("daemon did not start: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("daemon stopped with %v", err)
+	return startDaemon(t, func(o *Options) {
+		o.NoListeners = true
+		if edit != nil {
+			edit(o)
 		}
-	})
-	return d
+	}).Daemon
 }
 
 // pathIDs lists every path of every device, sorted.
