@@ -53,7 +53,7 @@ type PathSettings struct {
 	HeartbeatTimeout  time.Duration
 	AckTimeout        AckTimeout
 	RetryCount        int
-	HoldDown          time.Duration // a recovered path waits this long before it carries I/O
+	HoldDown          time.Duration // a reconnected path waits this long before it carries I/O, unless no other path can (fsm.Config.Settle)
 	FlapThreshold     int           // failures within FlapWindow that make a path flapping; 0 = off
 	FlapWindow        time.Duration
 	FlapHoldDown      time.Duration // hold-down of a flapping path

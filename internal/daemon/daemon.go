@@ -51,9 +51,13 @@ type Daemon struct {
 	devsMu sync.RWMutex
 	devs   []*device
 
-	// specMu guards every device's specs: a path admitted late (admitLate)
-	// is appended while the control API reads them.
+	// specMu guards every device's specs and eps: a path admitted late
+	// (keepPaths) is appended while the control API reads them.
 	specMu sync.RWMutex
+	// lateMu guards late, the endpoints whose probe failed; keepPaths
+	// retries them.
+	lateMu sync.Mutex
+	late   []*endpoint
 	// admitMu serialises admissions after start, so that two paths of a
 	// new LU found at once make one device.
 	admitMu sync.Mutex
@@ -258,7 +262,7 @@ func (d *Daemon) eventDevices() []verbs.Device {
 
 // discover probes every endpoint (login, REPORT LUNS, identity of each LU)
 // and groups the paths by WWID; refused paths are logged. failed are the
-// endpoints whose probe failed (admitLate retries them).
+// endpoints whose probe failed (keepPaths retries them).
 func (d *Daemon) discover(ctx context.Context, discovered []*endpoint) (groups []*lunGroup, failed []*endpoint) {
 	eps := d.endpoints(discovered)
 	found := make([]pathLUs, len(eps))
@@ -305,7 +309,7 @@ func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group, found []*e
 			continue
 		}
 		for _, lp := range grp.paths {
-			dev.specs = append(dev.specs, d.pathSpec(dev, lp.ep, lp.lu))
+			d.recordSpec(dev, d.pathSpec(dev, lp.ep, lp.lu), lp.ep)
 		}
 	}
 	devs := d.devices()
@@ -351,9 +355,8 @@ func (d *Daemon) buildDevices(ctx context.Context, g *errgroup.Group, found []*e
 			return err
 		}
 	}
-	if len(failed) > 0 {
-		g.Go(func() error { return d.admitLate(ctx, g, failed) })
-	}
+	d.probeLater(failed...)
+	g.Go(func() error { return d.keepPaths(ctx, g) })
 	return nil
 }
 

@@ -19,9 +19,10 @@ import (
 const (
 	// DemoMinDuration leaves every scenario enough time for a reconnect.
 	DemoMinDuration = 6 * time.Second
-	// demoReconnectDelay replaces ib_srp's 10 s so that paths return
-	// within a slot.
+	// demoReconnectDelay replaces ib_srp's 10 s and demoHoldDown the 5 s
+	// hold_down so that paths return within a slot.
 	demoReconnectDelay = time.Second
+	demoHoldDown       = time.Second
 	// demoLinkLatency is the simulated links' one-way delay.
 	demoLinkLatency = 50 * time.Microsecond
 	// demoProgressEvery is how often the live table is refreshed.
@@ -100,10 +101,12 @@ var demoScenarios = []demoScenario{
 		restore: func(*SimTarget, int) {}},
 }
 
-// demoConfig is the default configuration with a short reconnect delay.
+// demoConfig is the default configuration with a short reconnect delay
+// and hold-down.
 func demoConfig() *config.Config {
 	c := config.Default()
 	c.Defaults.Path.ReconnectDelay = config.Timeout(demoReconnectDelay)
+	c.Defaults.Path.HoldDown = demoHoldDown
 	return c
 }
 

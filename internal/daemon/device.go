@@ -29,6 +29,9 @@ type device struct {
 	wl      *workload
 	hist    *latencyHist
 	specs   []paths.PathSpec
+	// eps are the endpoints of specs by path id: a path lost at
+	// dev_loss_tmo is probed again through its endpoint (keepPaths).
+	eps map[string]*endpoint
 
 	// lu is the identity and geometry the paths agreed on at start.
 	lu LUInfo

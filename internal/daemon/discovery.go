@@ -179,7 +179,8 @@ func (d *Daemon) onDiscoveryEvent(ctx context.Context, g *errgroup.Group, ev dis
 			}
 			if err != nil {
 				d.log.Error("discovered path not used yet: its probe failed (retried in the background)", "path", ep.desc, "err", err)
-				return d.admitLate(ctx, g, []*endpoint{ep})
+				d.probeLater(ep)
+				return nil
 			}
 			d.admitEndpoint(ctx, g, ep, lus)
 			return nil

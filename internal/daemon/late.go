@@ -2,8 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -15,10 +17,26 @@ import (
 // start when the configuration's reconnect_delay is off.
 const lateProbeInterval = 10 * time.Second
 
-// admitLate retries the probe of every endpoint that failed (at start, or
-// when discovery found it), each reconnect_delay, until each succeeds or
-// ctx ends. A path that comes up is admitted by admitEndpoint.
-func (d *Daemon) admitLate(ctx context.Context, g *errgroup.Group, pending []*endpoint) error {
+// probeLater hands endpoints whose probe failed (at start, or when
+// discovery found them) to keepPaths.
+func (d *Daemon) probeLater(eps ...*endpoint) {
+	d.lateMu.Lock()
+	defer d.lateMu.Unlock()
+	for _, ep := range eps {
+		if !slices.Contains(d.late, ep) {
+			d.late = append(d.late, ep)
+		}
+	}
+}
+
+// keepPaths probes, each reconnect_delay until ctx ends, every endpoint
+// that has no path yet: those whose probe failed (probeLater) and those
+// whose path dev_loss_tmo removed (a lost path is a new login, identity
+// check included, not a reconnect: the paths package forgot it). A probe
+// that succeeds is admitted by admitEndpoint; one that fails is tried at
+// the next tick. Probes of one tick run concurrently, each bounded by the
+// probe timeout.
+func (d *Daemon) keepPaths(ctx context.Context, g *errgroup.Group) error {
 	ps := d.config().Defaults.Path
 	interval := ps.ReconnectDelay.Duration()
 	if ps.ReconnectDelay.IsOff() || interval <= 0 {
@@ -26,28 +44,74 @@ func (d *Daemon) admitLate(ctx context.Context, g *errgroup.Group, pending []*en
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	for len(pending) > 0 {
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
-		var still []*endpoint
-		for _, ep := range pending {
-			lus, err := probeEndpoint(ctx, ep, d.opts.ProbeTimeout)
-			if ctx.Err() != nil {
-				return nil
+		d.lateMu.Lock()
+		pending := d.late
+		d.late = nil
+		d.lateMu.Unlock()
+		for _, ep := range d.lostEndpoints() {
+			if !slices.Contains(pending, ep) {
+				pending = append(pending, ep)
 			}
-			if err != nil {
-				d.log.Debug("path still down", "path", ep.desc, "err", err)
-				still = append(still, ep)
-				continue
-			}
-			d.admitEndpoint(ctx, g, ep, lus)
 		}
-		pending = still
+		var wg sync.WaitGroup
+		for _, ep := range pending {
+			wg.Go(func() {
+				lus, err := probeEndpoint(ctx, ep, d.opts.ProbeTimeout)
+				switch {
+				case ctx.Err() != nil:
+				case err != nil:
+					d.log.Debug("path still down", "path", ep.desc, "err", err)
+					d.probeLater(ep)
+				default:
+					d.admitEndpoint(ctx, g, ep, lus)
+				}
+			})
+		}
+		wg.Wait()
 	}
-	return nil
+}
+
+// lostEndpoints are the endpoints of paths a device had and no longer has
+// (dev_loss_tmo removed them).
+func (d *Daemon) lostEndpoints() []*endpoint {
+	var lost []*endpoint
+	for _, dev := range d.devices() {
+		have := map[string]bool{}
+		for _, p := range dev.pd.Snapshot().Paths {
+			have[p.ID] = true
+		}
+		d.specMu.RLock()
+		for _, s := range dev.specs {
+			if ep := dev.eps[s.ID]; ep != nil && !have[s.ID] && !slices.Contains(lost, ep) {
+				lost = append(lost, ep)
+			}
+		}
+		d.specMu.RUnlock()
+	}
+	return lost
+}
+
+// recordSpec remembers a path of dev and its endpoint; a path admitted
+// again after it was lost keeps its one entry.
+func (d *Daemon) recordSpec(dev *device, spec paths.PathSpec, ep *endpoint) (again bool) {
+	d.specMu.Lock()
+	defer d.specMu.Unlock()
+	if dev.eps == nil {
+		dev.eps = map[string]*endpoint{}
+	}
+	dev.eps[spec.ID] = ep
+	if i := slices.IndexFunc(dev.specs, func(s paths.PathSpec) bool { return s.ID == spec.ID }); i >= 0 {
+		dev.specs[i] = spec
+		return true
+	}
+	dev.specs = append(dev.specs, spec)
+	return false
 }
 
 // admitEndpoint adds ep as a path of every device whose LU it reaches; an
@@ -79,15 +143,14 @@ func (d *Daemon) admitEndpoint(ctx context.Context, g *errgroup.Group, ep *endpo
 		}
 		spec := d.pathSpec(dev, ep, lu)
 		if err := dev.pd.AddPath(ctx, spec); err != nil {
+			if errors.Is(err, paths.ErrPathExists) {
+				continue // an endpoint of several LUs, or probed twice: nothing to do
+			}
 			d.log.Error("late path not added", "path", spec.ID, "err", err)
 			continue
 		}
-		d.specMu.Lock()
-		if !slices.ContainsFunc(dev.specs, func(s paths.PathSpec) bool { return s.ID == spec.ID }) {
-			dev.specs = append(dev.specs, spec)
-		}
-		d.specMu.Unlock()
-		d.log.Info("path admitted after start", "device", dev.name, "path", spec.ID, "new_device", created)
+		again := d.recordSpec(dev, spec, ep)
+		d.log.Info("path admitted after start", "device", dev.name, "path", spec.ID, "new_device", created, "lost_before", again)
 		admin, err := d.st.ListPathAdmin()
 		if err != nil {
 			d.log.Error("admin state of a late path not read", "path", spec.ID, "err", err)

@@ -65,7 +65,7 @@ func policyOf(ds config.DeviceSettings, ps config.PathSettings) (paths.Policy, e
 	p.Path = fsm.Config{
 		ReconnectDelay: fsm.Timeout(ps.ReconnectDelay), FastIOFailTmo: fsm.Timeout(ps.FastIOFailTmo),
 		DevLossTmo: fsm.Timeout(ps.DevLossTmo), FlapCount: ps.FlapThreshold, FlapWindow: ps.FlapWindow,
-		HoldDown: ps.FlapHoldDown,
+		HoldDown: ps.FlapHoldDown, Settle: ps.HoldDown,
 	}
 	return p, p.Validate()
 }

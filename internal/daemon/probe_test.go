@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -170,5 +172,71 @@ func TestAdmitLate(t *testing.T) {
 	}
 	if td.deviceOfPath(dev.name+":late") != dev {
 		t.Error("the late path is not known by its id")
+	}
+}
+
+// TestLostPathReadmitted: every link of a static target down for longer than
+// dev_loss_tmo loses both paths (the device is lost: I/O fails); when the
+// links return, the daemon probes the lost paths again and admits them, so
+// the device serves again with the same paths.
+func TestLostPathReadmitted(t *testing.T) {
+	cfg := config.Default()
+	// Static targets (RoCE): discovery would find the target again on its
+	// own; here only the daemon's re-probe of lost paths can bring them back.
+	cfg.Discovery.Enabled = config.DiscoveryOff
+	ps := &cfg.Defaults.Path
+	ps.ReconnectDelay = config.Timeout(100 * time.Millisecond)
+	ps.FastIOFailTmo = config.Timeout(200 * time.Millisecond)
+	ps.DevLossTmo = config.Timeout(400 * time.Millisecond)
+	ps.HeartbeatInterval = config.Timeout(50 * time.Millisecond)
+	ps.HeartbeatTimeout = 100 * time.Millisecond
+	td := startDaemon(t, func(o *Options) { o.Config, o.ProbeTimeout = cfg, time.Second })
+	defer td.stop(t)
+	devs := td.devices()
+	if len(devs) == 0 {
+		t.Fatal("no device")
+	}
+	dev := devs[0]
+	ids := func() []string {
+		var out []string
+		for _, p := range dev.pd.Snapshot().Paths {
+			out = append(out, p.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := ids()
+	if len(want) < 2 {
+		t.Fatalf("paths %v, want 2", want)
+	}
+	tgt := td.Sim().Targets[0]
+	for _, l := range tgt.Links {
+		l.Down()
+	}
+	waitFor(t, td.Daemon, 10*time.Second, "every path lost", func() bool { return dev.pd.Snapshot().Lost })
+	if got := ids(); len(got) != 0 {
+		t.Fatalf("paths %v left on a lost device", got)
+	}
+	for _, l := range tgt.Links {
+		l.Up()
+	}
+	waitFor(t, td.Daemon, 10*time.Second, "the lost paths admitted again", func() bool {
+		s := dev.pd.Snapshot()
+		usable := 0
+		for _, p := range s.Paths {
+			if p.Usable {
+				usable++
+			}
+		}
+		return !s.Lost && usable == len(want)
+	})
+	if got := ids(); !slices.Equal(got, want) {
+		t.Errorf("paths after the return %v, want %v", got, want)
+	}
+	td.specMu.RLock()
+	n := len(dev.specs)
+	td.specMu.RUnlock()
+	if n != len(want) {
+		t.Errorf("%d specs after the readmission, want %d (a lost path is recorded once)", n, len(want))
 	}
 }

@@ -110,6 +110,11 @@ type Config struct {
 	FlapCount  int
 	FlapWindow time.Duration
 	HoldDown   time.Duration
+	// Settle holds down every path that reconnects, flapping or not, for
+	// this long before it carries I/O again (the configuration's
+	// hold_down); a flapping path waits the longer of Settle and HoldDown.
+	// 0: a recovered path runs at once.
+	Settle time.Duration
 }
 
 // DefaultConfig returns ib_srp's defaults plus our flap damping defaults.
@@ -151,7 +156,7 @@ func (c Config) brokenRule() Rule {
 		return RuleFastIOFailBeforeDevLoss
 	case c.FlapCount < 0 || c.FlapCount > MaxFlapCount:
 		return RuleFlapCount
-	case c.FlapWindow < 0 || c.HoldDown < 0:
+	case c.FlapWindow < 0 || c.HoldDown < 0 || c.Settle < 0:
 		return RuleFlapDurationNegative
 	case c.FlapCount > 0 && c.FlapWindow == 0:
 		return RuleFlapWindow

@@ -40,6 +40,9 @@
 //     FlapWindow is flapping; its next successful reconnect leads to
 //     held-down, not running, until HoldDown has passed. Admin reinstate
 //     clears the history. A failure during the hold-down blocks it again.
+//     Settle (hold_down) holds down every reconnected path the same way,
+//     flapping or not, so a path that just came back proves itself before
+//     I/O returns to it.
 //   - While a reconnect attempt is outstanding, further failures change
 //     nothing (the attempt's result decides); the kernel might queue another
 //     attempt. Results that arrive when no attempt is outstanding, or after

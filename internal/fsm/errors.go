@@ -93,7 +93,7 @@ func (e *ConfigError) Error() string {
 	case RuleFlapCount:
 		msg += "flap_count " + strconv.Itoa(c.FlapCount) + " is outside 0.." + strconv.Itoa(MaxFlapCount)
 	case RuleFlapDurationNegative:
-		msg += "flap_window " + c.FlapWindow.String() + " and hold_down " + c.HoldDown.String() + " must not be negative"
+		msg += "flap_window " + c.FlapWindow.String() + ", hold_down " + c.HoldDown.String() + " and settle " + c.Settle.String() + " must not be negative"
 	case RuleFlapWindow:
 		msg += "flap_count " + strconv.Itoa(c.FlapCount) + " needs a positive flap_window"
 	case RuleHoldDown:

@@ -332,8 +332,12 @@ func (p *Path) reconnectSucceeded(now time.Time, out []Action) []Action {
 	p.disarm(timerFastIOFail)
 	p.disarm(timerDevLoss)
 	p.disarm(timerReconnect)
+	hold := p.cfg.Settle
 	if p.flapping {
-		until := now.Add(p.cfg.HoldDown)
+		hold = max(hold, p.cfg.HoldDown)
+	}
+	if hold > 0 {
+		until := now.Add(hold)
 		p.arm(timerHoldDown, until)
 		p.setState(HeldDown, now)
 		return append(out, Action{Kind: ActionHoldDown, At: until})

@@ -20,7 +20,7 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 // Transcript commands (testdata/*.txt; regenerate with -rewrite and read the
 // diff before committing it):
 //
-//	new [t=D] [reconnect_delay=T] [fast_io_fail=T] [dev_loss=T] [flap_count=N] [flap_window=D] [hold_down=D]
+//	new [t=D] [reconnect_delay=T] [fast_io_fail=T] [dev_loss=T] [flap_count=N] [flap_window=D] [hold_down=D] [settle=D]
 //	    create a path (unset fields take DefaultConfig); prints its status
 //	validate <same config args>       print "ok" or the *ConfigError
 //	event t=D <kind> [detail=...]     kind: a FailureKind name (qp-error, admin-fail, ...),
@@ -245,6 +245,7 @@ func parseConfig(t *testing.T, d *datadriven.TestData, cfg fsm.Config) fsm.Confi
 	d.MaybeScanArgs(t, "flap_count", &cfg.FlapCount)
 	dur("flap_window", &cfg.FlapWindow)
 	dur("hold_down", &cfg.HoldDown)
+	dur("settle", &cfg.Settle)
 	return cfg
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,8 @@ type Device struct {
 	nprTimer    clock.Timer
 	hbTimer     clock.Timer
 	noPathSince time.Time
+	lost        bool // every path lost at dev_loss_tmo, none added since
+	useHeld     bool // no path is eligible: held-down paths carry I/O (publishLocked)
 	failovers   uint64
 	closed      bool
 	rng         *rand.Rand
@@ -244,6 +247,7 @@ func (d *Device) AddPath(ctx context.Context, spec PathSpec) error {
 	d.nextOrder++
 	p := &path{slot: slot, inc: d.nextInc, order: d.nextOrder, spec: spec, fsm: f, ctr: &pathCounters{}}
 	d.paths[slot] = p
+	d.lost = false
 	d.log.Info("path added", "path", spec.ID, "target", spec.Target, "priority", spec.Priority, "slot", slot)
 	if connErr != nil {
 		p.lastErr = connErr.Error()
@@ -688,7 +692,7 @@ func (d *Device) runActionsLocked(p *path, from fsm.State, acts []fsm.Action, no
 		case fsm.ActionStartReconnect:
 			d.enqueueReconnectLocked(p, now)
 		case fsm.ActionHoldDown:
-			d.log.Info("path held down (flapping)", "path", p.spec.ID, "until", a.At)
+			d.log.Info("path held down", "path", p.spec.ID, "until", a.At, "flapping", p.fsm.Status().Flapping)
 			changed = true
 		case fsm.ActionReinstate:
 			changed = true
@@ -698,6 +702,10 @@ func (d *Device) runActionsLocked(p *path, from fsm.State, acts []fsm.Action, no
 			d.paths[p.slot] = nil
 			removed = true
 			changed = true
+			if !slices.ContainsFunc(d.paths[:], func(q *path) bool { return q != nil }) {
+				d.lost = true
+				d.log.Warn("every path lost (dev_loss_tmo): I/O fails until a path is added", "path", p.spec.ID)
+			}
 		}
 	}
 	if len(acts) > 0 {

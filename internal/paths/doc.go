@@ -102,6 +102,16 @@
 // carries FlagFailFast (md's failfast flags) or no_path_retry is fail, when
 // the no-path time exceeds no_path_retry N, and waits otherwise.
 //
+// # Losing every path
+//
+// When dev_loss_tmo removes the device's last path (ActionRemove), the
+// device is lost: its waiting I/O and every new I/O fail at once with
+// ErrNoPath (EIO) whatever no_path_retry says — queueing for a target
+// whose every path was declared gone would hang the application for good
+// (multipath.conf's flush_on_last_del). The device itself stays; the first
+// path added again (the daemon re-probes lost paths) ends the state, and
+// I/O follows no_path_retry again.
+//
 // Errors reach the ublk edge as one of the package's sentinels; Errno maps
 // them to an errno in one place.
 package paths

@@ -501,6 +501,63 @@ func TestNoPathRetry(t *testing.T) {
 	}
 }
 
+// TestDevLossLosesDevice: with no_path_retry queue, I/O waits while both
+// paths are down; when dev_loss_tmo removes the last one the waiting I/O
+// and new I/O fail with ErrNoPath; a path added again ends that, and I/O
+// queues and completes as before.
+func TestDevLossLosesDevice(t *testing.T) {
+	pol := DefaultPolicy()
+	pol.NoPathRetry = NoPathQueue
+	pol.Path.ReconnectDelay = fsm.Timeout(time.Hour)
+	pol.Path.FastIOFailTmo = fsm.Timeout(5 * time.Second)
+	pol.Path.DevLossTmo = fsm.Timeout(20 * time.Second)
+	pol.ReconnectJitter = 0
+	r := newFakeRig(t, pol)
+	r.addPath("a", 0)
+	r.addPath("b", 0)
+	r.ch("a").fail(srp.ErrDisconnected)
+	r.waitState("a", fsm.Blocked)
+	r.clk.Advance(10 * time.Second) // b fails later: a is lost first
+	r.ch("b").fail(srp.ErrDisconnected)
+	r.waitState("b", fsm.Blocked)
+	r.read(1, 0)
+	r.q.Poll()
+	if _, done := r.done[1]; done {
+		t.Fatalf("I/O failed while paths wait for dev_loss_tmo: %+v", r.done[1])
+	}
+	r.clk.Advance(10 * time.Second) // a lost, b still blocked
+	r.waitState("a", fsm.Lost)
+	r.q.Poll()
+	if _, done := r.done[1]; done || r.dev.Snapshot().Lost {
+		t.Fatalf("one path left: done=%v lost=%v", done, r.dev.Snapshot().Lost)
+	}
+	r.clk.Advance(10 * time.Second) // b lost: the device is lost
+	r.waitState("b", fsm.Lost)
+	r.settle()
+	if !r.dev.Snapshot().Lost {
+		t.Fatal("Snapshot().Lost = false after the last path was lost")
+	}
+	r.q.Poll()
+	if o, done := r.done[1]; !done || !errors.Is(o.err, ErrNoPath) {
+		t.Fatalf("waiting I/O after the last path was lost: done=%v %+v, want ErrNoPath", done, o)
+	}
+	r.read(2, 0)
+	r.q.Poll()
+	if o, done := r.done[2]; !done || !errors.Is(o.err, ErrNoPath) {
+		t.Fatalf("new I/O on a lost device: done=%v %+v, want ErrNoPath", done, o)
+	}
+	r.addPath("a", 0)
+	if r.dev.Snapshot().Lost {
+		t.Fatal("still lost after a path was added")
+	}
+	r.read(3, 0)
+	r.q.Poll()
+	r.q.Poll()
+	if o := r.done[3]; o.err != nil || o.n != 4096 {
+		t.Fatalf("I/O after the path returned: %+v", o)
+	}
+}
+
 // CHECK CONDITIONs decide: UNIT ATTENTION retries on the same path, ABORTED
 // COMMAND on another, MEDIUM ERROR fails.
 func TestClassification(t *testing.T) {
@@ -738,6 +795,53 @@ func TestDataPathAllocs(t *testing.T) {
 
 // A path that flapped is held down after its reconnect: it carries no I/O
 // until the hold-down ends.
+// TestSettleHoldDown: with Settle (hold_down) every reconnected path is
+// held down before it carries I/O while another path runs; with no other
+// path the held one carries I/O at once (damping never makes an outage).
+func TestSettleHoldDown(t *testing.T) {
+	pol := DefaultPolicy()
+	pol.Grouping = GroupMultibus
+	pol.Path.ReconnectDelay = fsm.Timeout(time.Second)
+	pol.Path.FlapCount = 0
+	pol.Path.Settle = 5 * time.Second
+	pol.ReconnectJitter = 0
+	pol.HeartbeatInterval = 0
+	r := newFakeRig(t, pol)
+	r.addPath("a", 0)
+	r.addPath("b", 0)
+	r.ch("a").fail(srp.ErrDisconnected)
+	r.waitState("a", fsm.Blocked)
+	r.clk.Advance(time.Second)
+	r.waitState("a", fsm.HeldDown)
+	held := r.ch("a")
+	for tag := range uint16(8) {
+		r.read(tag, 0)
+		r.q.Poll()
+	}
+	if held.submits != 0 {
+		t.Fatalf("held-down path got %d I/O while b runs", held.submits)
+	}
+	// b fails: a, held down, is the only path with channels: it serves.
+	r.ch("b").fail(srp.ErrDisconnected)
+	r.waitState("b", fsm.Blocked)
+	r.settle()
+	for tag := range uint16(8) {
+		r.read(8+tag, 0)
+		r.q.Poll()
+	}
+	r.q.Poll()
+	if held.submits == 0 {
+		t.Fatal("the held-down path carries no I/O while it is the only one")
+	}
+	for tag := range uint16(8) {
+		if o := r.done[8+tag]; o.err != nil || o.n != 4096 {
+			t.Fatalf("tag %d on the held path: %+v", 8+tag, o)
+		}
+	}
+	r.clk.Advance(5 * time.Second)
+	r.waitState("a", fsm.Running)
+}
+
 func TestFlapHoldDown(t *testing.T) {
 	pol := DefaultPolicy()
 	pol.Path.ReconnectDelay = fsm.Timeout(time.Second)

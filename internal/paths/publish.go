@@ -11,6 +11,15 @@ import (
 // eligible: the path runs and has its channels.
 func (p *path) eligible() bool { return p.connected && p.fsm.State() == fsm.Running }
 
+// held: the path has its channels but waits out a hold-down (hold_down or
+// flap damping). A held path carries I/O only while no path is eligible:
+// damping must not turn a returning path into an outage.
+func (p *path) held() bool { return p.connected && p.fsm.State() == fsm.HeldDown }
+
+// usableLocked: p may carry I/O under the current table (d.useHeld is
+// decided by publishLocked).
+func (d *Device) usableLocked(p *path) bool { return p.eligible() || (d.useHeld && p.held()) }
+
 // groupOf returns the group a path belongs to under the grouping.
 func groupOf(g Grouping, p *path) groupKey {
 	switch g {
@@ -37,7 +46,7 @@ func (d *Device) chooseGroupLocked(now time.Time) {
 	g := d.policy.Grouping
 	var keys []groupKey
 	for _, p := range d.paths {
-		if p != nil && p.eligible() {
+		if p != nil && d.usableLocked(p) {
 			k := groupOf(g, p)
 			if !slices.Contains(keys, k) {
 				keys = append(keys, k)
@@ -92,6 +101,7 @@ func (d *Device) failbackTimer() {
 
 // publishLocked builds and publishes a new table from the path records.
 func (d *Device) publishLocked(now time.Time) {
+	d.useHeld = !slices.ContainsFunc(d.paths[:], func(p *path) bool { return p != nil && p.eligible() })
 	d.chooseGroupLocked(now)
 	d.version++
 	t := &table{version: d.version, policy: d.policy}
@@ -102,7 +112,7 @@ func (d *Device) publishLocked(now time.Time) {
 		}
 		v := &t.paths[slot]
 		*v = pathView{present: true, inc: p.inc, id: p.spec.ID, lun: p.spec.LUN, chans: p.chans, mrs: d.mrsLocked(p.spec.Device), ctr: p.ctr}
-		if !p.eligible() {
+		if !d.usableLocked(p) {
 			continue
 		}
 		v.usable = true
@@ -124,5 +134,6 @@ func (d *Device) publishLocked(now time.Time) {
 		}
 	}
 	t.noPathSince = d.noPathSince
+	t.lost = d.lost
 	d.tab.Store(t)
 }

@@ -44,6 +44,9 @@ type DeviceStatus struct {
 	// NoPathFor is how long the device has been without a usable path
 	// (0 while it has one).
 	NoPathFor time.Duration
+	// Lost: every path was lost at dev_loss_tmo and none has been added
+	// since; I/O fails at once.
+	Lost      bool
 	Failovers uint64
 	// Reconnecting counts attempts in progress; ReconnectsQueued the ones
 	// waiting for their jitter or the concurrency limits.
@@ -58,7 +61,7 @@ func (d *Device) Snapshot() DeviceStatus {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.clk.Now()
-	s := DeviceStatus{Name: d.name, Policy: d.policy, Failovers: d.failovers,
+	s := DeviceStatus{Name: d.name, Policy: d.policy, Failovers: d.failovers, Lost: d.lost,
 		Reconnecting: d.recon.running, ReconnectsQueued: len(d.recon.queue)}
 	if !d.noPathSince.IsZero() {
 		s.NoPathFor = now.Sub(d.noPathSince)
