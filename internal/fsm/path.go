@@ -141,6 +141,8 @@ func (p *Path) Step(ev Event, out []Action) []Action {
 		out = p.adminReinstate(now, out)
 	case EventDelete:
 		out = p.lose(now, out)
+	case EventPortActive:
+		out = p.portActive(out)
 	}
 	// EventTick and unknown kinds only advance time.
 	return p.fireDue(now, out)
@@ -400,6 +402,19 @@ func (p *Path) adminReinstate(now time.Time, out []Action) []Action {
 		}
 	}
 	return out
+}
+
+// portActive starts the pending reconnect of a path out of service now:
+// its port is back, so waiting out reconnect_delay (or its backoff) only
+// lengthens the outage. The admin's paths and a running attempt are left
+// alone; the failure count and the timers stay as they are.
+func (p *Path) portActive(out []Action) []Action {
+	if !p.outOfService() || p.admin || p.reconnecting || p.cfg.ReconnectDelay.IsOff() {
+		return out
+	}
+	p.disarm(timerReconnect)
+	p.reconnecting = true
+	return append(out, Action{Kind: ActionStartReconnect})
 }
 
 // lose is rport_dev_loss_timedout and, for EventDelete, srp_stop_rport_timers:

@@ -24,7 +24,7 @@ var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 //	    create a path (unset fields take DefaultConfig); prints its status
 //	validate <same config args>       print "ok" or the *ConfigError
 //	event t=D <kind> [detail=...]     kind: a FailureKind name (qp-error, admin-fail, ...),
-//	                                  reconnect-succeeded, reconnect-failed, admin-reinstate, delete
+//	                                  reconnect-succeeded, reconnect-failed, admin-reinstate, delete, port-active
 //	tick t=D                          advance time
 //	reconfigure t=D <config args>     Path.Reconfigure
 //	status                            the full Status
@@ -269,6 +269,8 @@ func parseEvent(t *testing.T, d *datadriven.TestData) fsm.Event {
 			return fsm.AdminReinstate(now)
 		case "delete":
 			return fsm.Delete(now)
+		case "port-active":
+			return fsm.PortActive(now)
 		case "tick":
 			return fsm.Tick(now)
 		}
@@ -340,7 +342,7 @@ func (c *coverage) note(from fsm.State, class string, to fsm.State) {
 
 func (c *coverage) check(t *testing.T) {
 	states := []fsm.State{fsm.Running, fsm.Blocked, fsm.FailFast, fsm.Lost, fsm.HeldDown}
-	classes := []string{"tick", "failure", "admin-fail", "reconnect-succeeded", "reconnect-failed", "admin-reinstate", "delete"}
+	classes := []string{"tick", "failure", "admin-fail", "reconnect-succeeded", "reconnect-failed", "admin-reinstate", "delete", "port-active"}
 	var missing []string
 	for _, s := range states {
 		for _, cl := range classes {

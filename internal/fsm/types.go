@@ -71,6 +71,10 @@ const (
 	// EventDelete: the path is being removed (admin or discovery); the
 	// kernel's rport "delete" attribute and srp_stop_rport_timers.
 	EventDelete
+	// EventPortActive: the local port the path leaves through became
+	// active again (PORT_ACTIVE): a path out of service reconnects now
+	// instead of waiting for its reconnect timer. The kernel waits.
+	EventPortActive
 )
 
 var eventNames = [...]string{
@@ -80,6 +84,7 @@ var eventNames = [...]string{
 	EventReconnectFailed:    "reconnect-failed",
 	EventAdminReinstate:     "admin-reinstate",
 	EventDelete:             "delete",
+	EventPortActive:         "port-active",
 }
 
 func (k EventKind) String() string {
@@ -183,6 +188,9 @@ func AdminReinstate(now time.Time) Event { return Event{Kind: EventAdminReinstat
 
 // Delete returns an EventDelete.
 func Delete(now time.Time) Event { return Event{Kind: EventDelete, Now: now} }
+
+// PortActive returns an EventPortActive.
+func PortActive(now time.Time) Event { return Event{Kind: EventPortActive, Now: now} }
 
 // ActionKind is an effect the driver must carry out, in slice order.
 type ActionKind uint8

@@ -312,17 +312,25 @@ func (d *Device) ReportFailure(id string, kind fsm.FailureKind, detail string) e
 	return nil
 }
 
-// PortEvent routes a local port's asynchronous event: PORT_ERR blocks every
-// path through that port at once.
+// PortEvent routes a local port's asynchronous event: PORT_ERR (and a
+// fatal device error) blocks every path through that port at once;
+// PORT_ACTIVE starts the reconnect of every path through it that is out of
+// service, instead of waiting for its reconnect timer.
 func (d *Device) PortEvent(device string, port uint8, kind verbs.AsyncEventKind) {
-	if kind != verbs.EventPortError && kind != verbs.EventDeviceFatal {
+	switch kind {
+	case verbs.EventPortError, verbs.EventDeviceFatal, verbs.EventPortActive:
+	default:
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.clk.Now()
 	for _, p := range d.paths {
-		if p == nil || p.spec.DeviceName != device || (kind == verbs.EventPortError && p.spec.Port != port) {
+		if p == nil || p.spec.DeviceName != device || (kind != verbs.EventDeviceFatal && p.spec.Port != port) {
+			continue
+		}
+		if kind == verbs.EventPortActive {
+			d.stepLocked(p, fsm.PortActive(now))
 			continue
 		}
 		p.detection = 0

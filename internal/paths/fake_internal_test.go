@@ -12,6 +12,7 @@ import (
 	"github.com/srp-mpathd/srp-mpathd/internal/clock"
 	"github.com/srp-mpathd/srp-mpathd/internal/fsm"
 	"github.com/srp-mpathd/srp-mpathd/internal/srp"
+	"github.com/srp-mpathd/srp-mpathd/internal/verbs"
 )
 
 // fakeChan is a Channel that answers in memory: by default every command
@@ -795,6 +796,27 @@ func TestDataPathAllocs(t *testing.T) {
 
 // A path that flapped is held down after its reconnect: it carries no I/O
 // until the hold-down ends.
+// TestPortActiveReconnectsNow: PORT_ACTIVE on the path's port starts its
+// reconnect at once instead of at reconnect_delay; an event for another
+// port does not.
+func TestPortActiveReconnectsNow(t *testing.T) {
+	pol := DefaultPolicy()
+	pol.Path.ReconnectDelay = fsm.Timeout(time.Hour)
+	pol.ReconnectJitter = 0
+	pol.HeartbeatInterval = 0
+	r := newFakeRig(t, pol)
+	r.addPath("a", 0)
+	r.ch("a").fail(srp.ErrDisconnected)
+	r.waitState("a", fsm.Blocked)
+	r.dev.PortEvent("", 7, verbs.EventPortActive) // another port
+	r.settle()
+	if st := r.state("a"); st != fsm.Blocked {
+		t.Fatalf("PORT_ACTIVE of another port: path is %v, want blocked", st)
+	}
+	r.dev.PortEvent("", 0, verbs.EventPortActive)
+	r.waitState("a", fsm.Running)
+}
+
 // TestSettleHoldDown: with Settle (hold_down) every reconnected path is
 // held down before it carries I/O while another path runs; with no other
 // path the held one carries I/O at once (damping never makes an outage).
