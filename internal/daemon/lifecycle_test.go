@@ -72,6 +72,13 @@ func TestDeviceFilesAndStop(t *testing.T) {
 	for _, remove := range []bool{false, true} {
 		td := startDaemon(t, func(o *Options) { o.RemoveDevices, o.SimWorkload, o.SimLinkLatency = remove, true, time.Millisecond })
 		file := filepath.Join(td.dir, "devices", "ublkb0")
+		waitFor(t, td.Daemon, 10*time.Second, "I/O counted in the device view", func() bool {
+			v := td.Devices()
+			return len(v) > 0 && v[0].IOCompleted > 0
+		})
+		if v := td.Devices()[0]; v.IOFailed != 0 || v.Lost {
+			t.Errorf("device view %+v: failed I/O or lost on a healthy fabric", v)
+		}
 		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)

@@ -77,6 +77,7 @@ func (d *Daemon) deviceView(dev *device, st paths.DeviceStatus) DeviceView {
 		BlockSize: dev.ident.LogicalBlockSize, Vendor: dev.ident.Vendor, Product: dev.ident.Product,
 		Target: dev.target, Policy: st.Policy.String(), Paths: len(st.Paths), Queued: st.Queued,
 		NoPathSeconds: seconds(st.NoPathFor), Failovers: st.Failovers,
+		IOCompleted: st.Completed, IOFailed: st.Failed, Lost: st.Lost,
 	}
 	for _, p := range st.Paths {
 		if p.Usable {
@@ -85,9 +86,6 @@ func (d *Daemon) deviceView(dev *device, st paths.DeviceStatus) DeviceView {
 	}
 	if dev.ub != nil {
 		v.Block = dev.ub.BlockPath()
-	}
-	if dev.wl != nil {
-		v.IOCompleted, v.IOFailed = dev.wl.done.Load(), dev.wl.failed.Load()
 	}
 	return v
 }

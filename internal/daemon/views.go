@@ -45,6 +45,9 @@ type DeviceView struct {
 	Failovers     uint64  `json:"failovers"`
 	IOCompleted   uint64  `json:"io_completed"`
 	IOFailed      uint64  `json:"io_failed"`
+	// Lost: dev_loss_tmo removed every path; I/O fails (EIO) until the
+	// daemon logs in on one again.
+	Lost bool `json:"lost"`
 }
 
 // PathView is one path in the topology.

@@ -54,6 +54,9 @@ type DeviceStatus struct {
 	// Stale counts results ignored because their I/O had been reissued;
 	// Misuse counts Start calls for a tag out of range or still in progress.
 	Stale, Misuse int64
+	// Completed and Failed count the I/O the device completed (with
+	// success, with an error) on every queue since it was created.
+	Completed, Failed uint64
 }
 
 // Snapshot returns the device's status (control plane, any goroutine).
@@ -70,6 +73,8 @@ func (d *Device) Snapshot() DeviceStatus {
 		s.Queued += q.ctr.parkedNow.load()
 		s.Stale += q.ctr.stale.load()
 		s.Misuse += q.ctr.misuse.load()
+		s.Completed += uint64(q.ctr.completed.load())
+		s.Failed += uint64(q.ctr.failed.load())
 	}
 	t := d.tab.Load()
 	for _, p := range d.paths {
