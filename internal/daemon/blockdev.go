@@ -67,6 +67,13 @@ func (d *Daemon) stopBlockDevice(dev *device) error {
 	} else {
 		err = dev.ub.Detach(ctx)
 	}
+	if oe, ok := err.(*ublk.OpError); ok && errors.Is(oe.Err, ublk.ErrRequestsLeft) { // that and nothing else
+		// I/O waiting for a path when the stop came: the kernel keeps it
+		// for the next daemon (USER_RECOVERY_REISSUE), as after a crash.
+		d.log.Warn("block device detached with I/O waiting for a path; the next daemon serves it", "device", dev.name,
+			"queued", dev.pd.Snapshot().Queued, "drain_timeout", d.opts.DrainTimeout)
+		return nil
+	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return &OpError{Op: "stop block device of " + dev.name, Err: err}
 	}

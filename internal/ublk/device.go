@@ -481,18 +481,39 @@ func (d *Device) Stop(ctx context.Context) error {
 // Detach stops serving without STOP_DEV: each queue leaves once its handler
 // owns no request, and everything is closed. A device with USER_RECOVERY is
 // then quiesced by the kernel and waits (I/O blocks) for a successor to
-// recover it; without it the kernel removes the disk.
+// recover it; without it the kernel removes the disk. When ctx ends first
+// (the handler keeps requests: I/O waiting for a path), the queues leave
+// anyway and the requests are left to the kernel (ErrRequestsLeft): with
+// USER_RECOVERY_REISSUE the next server gets them again, as after a crash.
 func (d *Device) Detach(ctx context.Context) error {
 	for _, q := range d.queues {
 		q.requestDetach()
 	}
+	var left error
 	select {
 	case <-d.done:
 	case <-ctx.Done():
-		return &OpError{Op: "detach", DevID: d.id, Err: ctx.Err()}
+		for _, q := range d.queues {
+			q.requestAbandon()
+		}
+		t := time.NewTimer(abandonWait)
+		defer t.Stop()
+		select {
+		case <-d.done:
+		case <-t.C:
+			return &OpError{Op: "detach", DevID: d.id, Err: fmt.Errorf("queues still running %v after they were told to leave: %w", abandonWait, ctx.Err())}
+		}
+		left = &OpError{Op: "detach", DevID: d.id, Err: ErrRequestsLeft}
 	}
-	return errors.Join(d.Err(), d.closeChar())
+	if err := errors.Join(d.Err(), d.closeChar()); err != nil {
+		return errors.Join(left, err)
+	}
+	return left
 }
+
+// abandonWait bounds how long Detach waits for queues told to leave at once
+// (each wakes on its eventfd within one loop iteration).
+const abandonWait = 2 * time.Second
 
 // waitBackoff sleeps d or until ctx ends.
 func waitBackoff(ctx context.Context, d time.Duration) error {

@@ -18,6 +18,11 @@ var (
 	ErrQueueSetup    = errors.New("ublk: queue setup failed")
 	ErrUnsupportedOp = errors.New("ublk: operation not supported by the backend")
 	ErrShortIO       = errors.New("ublk: backend transferred fewer bytes than asked")
+	// ErrRequestsLeft: a detach outlived its context with requests the
+	// handler still owned (I/O waiting for a path); the queues left them
+	// to the kernel, which with USER_RECOVERY_REISSUE gives them to the
+	// next server, as after a crash.
+	ErrRequestsLeft = errors.New("ublk: requests left to the kernel for the next server")
 	// ErrCommandAbandoned: a control command's context ended while the
 	// kernel still had it. The Control cannot issue more commands; close it
 	// (which interrupts the command) and open a new one.

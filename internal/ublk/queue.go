@@ -133,6 +133,7 @@ type Queue struct {
 	remote    []remoteCompletion
 	spare     []remoteCompletion
 	detach    atomic.Bool
+	abandon   atomic.Bool
 	served    atomic.Uint64
 	threadTID int
 	hooked    bool
@@ -222,6 +223,13 @@ func (q *Queue) wakeLocked() {
 // request, without STOP_DEV: the device stays for a successor (recovery).
 func (q *Queue) requestDetach() {
 	q.detach.Store(true)
+	q.Wake()
+}
+
+// requestAbandon makes the queue leave the loop now, even with requests
+// the handler owns: closing the char device hands them back to the kernel.
+func (q *Queue) requestAbandon() {
+	q.abandon.Store(true)
 	q.Wake()
 }
 
@@ -388,7 +396,7 @@ func (q *Queue) sleep() error {
 func (q *Queue) loop() error {
 	for q.live > 0 {
 		// Checked every iteration, also when CQEs are always ready (pitfall 12).
-		if q.detach.Load() && q.owned == 0 {
+		if (q.detach.Load() && q.owned == 0) || q.abandon.Load() {
 			return nil
 		}
 		q.drainRemote()
