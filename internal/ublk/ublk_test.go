@@ -322,6 +322,52 @@ func TestRecoveryReissue(t *testing.T) {
 	noViolations(t, k)
 }
 
+// TestDetachLeavesOwnedRequests: a detach whose context ends while the
+// handler still owns a request (I/O waiting for a path) does not wait for
+// ever: the queues leave, Detach says ErrRequestsLeft, the device is
+// quiesced, and the next server gets the request again and completes it.
+func TestDetachLeavesOwnedRequests(t *testing.T) {
+	k := ublkfake.New(ublkfake.Config{})
+	mem := ublk.NewMemory(testSize, 512)
+	gate := &gateBackend{Memory: mem, holding: true, held: make(chan struct{}, 8), release: make(chan struct{})}
+	defer close(gate.release)
+	dA, err := ublk.Create(testCtx(t), newControl(t, k.Process(pidA)), memSpec(t, gate, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := ublkfake.NewBlockRequest(uapi.OpWrite, 8192, pattern(4096, 42))
+	if err := k.Submit(testID, w); err != nil {
+		t.Fatal(err)
+	}
+	<-gate.held
+	ctx, cancel := context.WithTimeout(testCtx(t), 100*time.Millisecond)
+	defer cancel()
+	if err := dA.Detach(ctx); !errors.Is(err, ublk.ErrRequestsLeft) {
+		t.Fatalf("Detach with a request owned: %v, want ErrRequestsLeft", err)
+	}
+	if info, _ := k.Info(testID); info.State != uapi.StateQuiesced {
+		t.Fatalf("after the detach: %v, want quiesced", info.State)
+	}
+	gate.mu.Lock()
+	gate.holding = false
+	gate.mu.Unlock()
+	dB, err := ublk.Open(testCtx(t), newControl(t, k.Process(pidB)), memSpec(t, mem, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := w.Wait(testCtx(t)); err != nil || res != 4096 {
+		t.Fatalf("the request left at the detach: res %d err %v", res, err)
+	}
+	got := make([]byte, 4096)
+	if res := do(t, k, ublkfake.NewBlockRequest(uapi.OpRead, 8192, got)); res != 4096 || !bytes.Equal(got, pattern(4096, 42)) {
+		t.Fatalf("block after recovery: res %d", res)
+	}
+	if err := dB.Stop(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	noViolations(t, k)
+}
+
 // slowStop is a handler whose OnQueueStop waits for a signal: the dead
 // server keeps its rings open, so START_USER_RECOVERY sees -EBUSY first.
 type slowStop struct {
