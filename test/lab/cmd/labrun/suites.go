@@ -112,6 +112,28 @@ var suites = []Suite{
 		Mem: "2G", CPUs: 2, Timeout: 14 * time.Minute,
 	},
 	{
+		// Every path of the daemon's device down: for 30 s (I/O waits and
+		// completes), and past dev_loss_tmo (I/O gets EIO, the device
+		// stays, the daemon logs in again and I/O resumes) (issue 7 item 3).
+		Name:    "e2e-allpaths",
+		Package: "./test/lab/scenarios",
+		Scenarios: []Expect{
+			{Name: "e2e-allpaths-short", Test: "TestE2EAllPathsShort"},
+			{Name: "e2e-allpaths-long", Test: "TestE2EAllPathsLong"},
+		},
+		Mem: "2G", CPUs: 2, Timeout: 10 * time.Minute,
+	},
+	{
+		// 20 flaps of the active path under a verified load (issue 7
+		// item 3).
+		Name:    "e2e-flaps",
+		Package: "./test/lab/scenarios",
+		Scenarios: []Expect{
+			{Name: "e2e-flaps", Test: "TestE2EFlaps"},
+		},
+		Mem: "2G", CPUs: 2, Timeout: 12 * time.Minute,
+	},
+	{
 		// md RAID1 across the LUs of two targets, served by the real
 		// daemon, ext4 on top: kill -9 of the daemon under a write load,
 		// restart, ublk user recovery (issue 7 item 3).

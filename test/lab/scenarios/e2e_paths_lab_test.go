@@ -1,0 +1,415 @@
+//go:build lab
+
+package scenarios
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/srp-mpathd/srp-mpathd/internal/daemon"
+	"github.com/srp-mpathd/srp-mpathd/internal/fsm"
+	"github.com/srp-mpathd/srp-mpathd/test/lab/daemonlab"
+	"github.com/srp-mpathd/srp-mpathd/test/lab/labkit"
+	"github.com/srp-mpathd/srp-mpathd/test/lab/srplab"
+)
+
+// The path-loss scenarios of issue 7 on the daemon: every path down for a
+// while (I/O waits), every path down past dev_loss_tmo (I/O fails, the
+// device stays, I/O resumes when the daemon logs in again), and 20 flaps of
+// the active path under a verified load.
+
+const (
+	// allPathsShortOutage: both links down this long with the default
+	// fast_io_fail_tmo (15 s) and dev_loss_tmo (600 s): I/O waits.
+	allPathsShortOutage = 30 * time.Second
+	// allPathsLong*: short path timers, and an outage well past them.
+	allPathsLongFastIOFail = 4 * time.Second
+	allPathsLongDevLoss    = 8 * time.Second
+	allPathsLongOutage     = 16 * time.Second
+	// allPathsAfterLoad: the verified load after the paths returned.
+	allPathsAfterLoad = 8 * time.Second
+	// allPathsReturnCap bounds the wait for the paths after the links
+	// return (a lost path is a new login: probe, identity, admission).
+	allPathsReturnCap = 60 * time.Second
+
+	// Flaps: flapCount link down/up cycles of the active path; each waits
+	// until the daemon took the path out of service, keeps the link down
+	// flapDownFor more, and waits (at most flapReturnCap) until the path
+	// is logged in again before the next flap. flapHoldDown replaces the
+	// default 60 s flap damping so a damped path returns within the run.
+	flapCount     = 20
+	flapDownFor   = 500 * time.Millisecond
+	flapNoticeCap = 10 * time.Second
+	flapReturnCap = 30 * time.Second
+	flapSettle    = time.Second
+	flapHoldDown  = 3 * time.Second
+)
+
+// allLinks runs f on every lab path.
+func allLinks(lab *srplab.Lab, f func(int) error) error {
+	for i := range lab.Paths {
+		if err := f(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startVerifiedLoad starts the failover load (kernel_lab_test.go's) on
+// block; the test stops it at its end if the caller did not.
+func startVerifiedLoad(t *testing.T, block string, seed uint64) *labkit.IORun {
+	t.Helper()
+	load, err := labkit.StartIOLoad(labkit.IOLoad{Path: block, Depth: failoverDepth, WritePercent: failoverWrites, Verify: true, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), e2eStopCap)
+		defer cancel()
+		_, _ = load.Stop(ctx)
+	})
+	return load
+}
+
+func stopLoad(t *testing.T, load *labkit.IORun) labkit.IOStats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eStopCap)
+	defer cancel()
+	st, err := load.Stop(ctx)
+	if err != nil {
+		t.Error(err)
+	}
+	return st
+}
+
+// connected: the path is logged in (carrying I/O, or held down before it
+// does).
+func connected(p daemon.PathView) bool {
+	return p.State == fsm.Running.String() || p.State == fsm.HeldDown.String()
+}
+
+// TestE2EAllPathsShort (e2e-allpaths-short): both links down for 30 s
+// under the verified load, then up. With the default timers no path is
+// lost, no_path_retry is queue: the I/O waits and completes.
+//
+// Figures: outage_ms, errors and verify_errors (whole run), stall_ms
+// (the longest time an application waited; about the outage), resume_ms
+// (links up to I/O flowing again; -1: not within e2eStallCap),
+// paths_back_ms (links up to both paths usable; -1: not within
+// allPathsReturnCap), queued_max (the daemon's largest queued count seen
+// during the outage).
+func TestE2EAllPathsShort(t *testing.T) {
+	labkit.RequireVM(t)
+	labkit.RequireModule(t, "ublk_drv")
+	sc := labkit.Begin(t, "e2e-allpaths-short")
+	lab := e2eLab(t)
+	d := daemonlab.Start(t, lab, daemonlab.Options{RemoveDevices: true})
+	devs, err := d.WaitDevices(1, len(lab.Paths))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := devs[0]
+	load := startVerifiedLoad(t, dev.Block, 11)
+	time.Sleep(e2eFaultAfter)
+	if err := srplab.Mark("allpaths-short inject"); err != nil {
+		t.Fatal(err)
+	}
+	load.Mark(labkit.MarkFault)
+	tDown := time.Now()
+	if err := allLinks(lab, lab.LinkDown); err != nil {
+		t.Fatal(err)
+	}
+	var queuedMax int64
+	for time.Since(tDown) < allPathsShortOutage {
+		if vs, err := d.Devices(); err == nil && len(vs) > 0 {
+			queuedMax = max(queuedMax, vs[0].Queued)
+		}
+		if st := load.Stats(); st.Errors != 0 {
+			t.Errorf("I/O failed during a %v outage with no_path_retry queue: %s", allPathsShortOutage, st.FirstError)
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	during, _ := d.Paths()
+	if err := srplab.Mark("allpaths-short restore"); err != nil {
+		t.Fatal(err)
+	}
+	load.Mark(labkit.MarkRestore)
+	tUp := time.Now()
+	outage := tUp.Sub(tDown)
+	if err := allLinks(lab, lab.LinkUp); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), e2eStallCap)
+	flowFrom, flowErr := load.WaitFlowing(ctx, tUp, e2eStuckAge, e2eFlowSettle)
+	cancel()
+	resume := -1.0
+	if flowErr == nil {
+		resume = ms(flowFrom.Sub(tUp))
+	}
+	back := -1.0
+	after, err := d.WaitPaths(allPathsReturnCap, func(ps []daemon.PathView) bool { return daemonlab.Usable(ps) == len(lab.Paths) })
+	if err == nil {
+		back = ms(time.Since(tUp))
+	}
+	st := stopLoad(t, load)
+	labkit.SaveTimeline(sc, "", st)
+	sc.Figures(map[string]float64{
+		"outage_ms": ms(outage), "errors": float64(st.Errors), "verify_errors": float64(st.VerifyErrors),
+		"stall_ms": ms(st.Stall()), "resume_ms": resume, "paths_back_ms": back, "queued_max": float64(queuedMax),
+		"load_iops": st.IOPS(),
+	})
+	sc.Notef("outage of both paths: %v; load %v", outage.Round(time.Millisecond), st)
+	sc.Notef("paths during the outage: %s; after: %s", daemonlab.PathsString(during), daemonlab.PathsString(after))
+	if trs, err := d.Transitions(0); err == nil {
+		sc.Notef("path transitions since the fault: %s", transitionsString(trs, tDown))
+	}
+	if flowErr != nil {
+		t.Errorf("I/O did not flow again within %v of the links' return: %v", e2eStallCap, flowErr)
+	}
+	if back < 0 {
+		t.Errorf("both paths not usable within %v of the links' return: %s", allPathsReturnCap, daemonlab.PathsString(after))
+	}
+	if st.Errors != 0 || st.VerifyErrors != 0 {
+		t.Errorf("%d I/O errors, %d verify errors: %s", st.Errors, st.VerifyErrors, st.FirstError)
+	}
+	if err := d.Stop(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestE2EAllPathsLong (e2e-allpaths-long): fast_io_fail_tmo 4 s and
+// dev_loss_tmo 8 s; both links down for 16 s under the verified load. At
+// dev_loss_tmo both paths are lost, the device is lost and its I/O gets
+// EIO; the block device stays (same device number). When the links return
+// the daemon logs in again (a new login, identity checked) and a fresh
+// verified load runs without an error.
+//
+// Figures: errors_during (I/O errors while the paths were lost; must be
+// > 0), eio_ms (links down to the first I/O error; about dev_loss_tmo),
+// lost_seen (1: the daemon's device view said lost), device_kept (1: the
+// block device kept its node and number through the outage),
+// readmit_ms (links up to both paths usable; -1: not within
+// allPathsReturnCap), errors_after_return and verify_errors_after_return
+// (the fresh load's), load_iops_after_return.
+func TestE2EAllPathsLong(t *testing.T) {
+	labkit.RequireVM(t)
+	labkit.RequireModule(t, "ublk_drv")
+	sc := labkit.Begin(t, "e2e-allpaths-long")
+	lab := e2eLab(t)
+	d := daemonlab.Start(t, lab, daemonlab.Options{RemoveDevices: true, Defaults: map[string]string{
+		"fast_io_fail_tmo": allPathsLongFastIOFail.String(),
+		"dev_loss_tmo":     allPathsLongDevLoss.String(),
+	}})
+	devs, err := d.WaitDevices(1, len(lab.Paths))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := devs[0]
+	rdev := blockRdev(dev.Block)
+	load := startVerifiedLoad(t, dev.Block, 12)
+	time.Sleep(e2eFaultAfter)
+	if err := srplab.Mark("allpaths-long inject"); err != nil {
+		t.Fatal(err)
+	}
+	load.Mark(labkit.MarkFault)
+	tDown := time.Now()
+	if err := allLinks(lab, lab.LinkDown); err != nil {
+		t.Fatal(err)
+	}
+	eio := -1.0
+	lostSeen, kept := false, true
+	for time.Since(tDown) < allPathsLongOutage {
+		if eio < 0 && load.Stats().Errors > 0 {
+			eio = ms(time.Since(tDown))
+		}
+		if vs, err := d.Devices(); err == nil && len(vs) > 0 && vs[0].Lost {
+			lostSeen = true
+		}
+		if blockRdev(dev.Block) != rdev {
+			kept = false
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	during, _ := d.Paths()
+	if err := srplab.Mark("allpaths-long restore"); err != nil {
+		t.Fatal(err)
+	}
+	load.Mark(labkit.MarkRestore)
+	tUp := time.Now()
+	if err := allLinks(lab, lab.LinkUp); err != nil {
+		t.Fatal(err)
+	}
+	readmit := -1.0
+	after, err := d.WaitPaths(allPathsReturnCap, func(ps []daemon.PathView) bool { return daemonlab.Usable(ps) == len(lab.Paths) })
+	if err == nil {
+		readmit = ms(time.Since(tUp))
+	}
+	st := stopLoad(t, load)
+	labkit.SaveTimeline(sc, "", st)
+	if blockRdev(dev.Block) != rdev {
+		kept = false
+	}
+	// The fresh load: the blocks the first one failed to write hold
+	// unknown data, a new seed and generation table start from scratch.
+	st2 := labkit.IOStats{}
+	if readmit >= 0 {
+		load2 := startVerifiedLoad(t, dev.Block, 13)
+		time.Sleep(allPathsAfterLoad)
+		st2 = stopLoad(t, load2)
+	}
+	sc.Figures(map[string]float64{
+		"errors_during": float64(st.Errors), "eio_ms": eio, "lost_seen": b2f(lostSeen), "device_kept": b2f(kept),
+		"readmit_ms": readmit, "errors_after_return": float64(st2.Errors), "verify_errors_after_return": float64(st2.VerifyErrors),
+		"verify_errors": float64(st.VerifyErrors), "load_iops_after_return": st2.IOPS(),
+	})
+	sc.Notef("outage %v (fast_io_fail_tmo %v, dev_loss_tmo %v): %v", allPathsLongOutage, allPathsLongFastIOFail, allPathsLongDevLoss, st)
+	sc.Notef("after the return: %v", st2)
+	sc.Notef("paths during the outage: %s; after: %s", daemonlab.PathsString(during), daemonlab.PathsString(after))
+	if trs, err := d.Transitions(0); err == nil {
+		sc.Notef("path transitions since the fault: %s", transitionsString(trs, tDown))
+	}
+	switch {
+	case st.Errors == 0:
+		t.Errorf("no I/O error with every path lost past dev_loss_tmo %v", allPathsLongDevLoss)
+	case eio < ms(allPathsLongDevLoss)-500:
+		t.Errorf("first I/O error %.0f ms after the links went down, before dev_loss_tmo %v", eio, allPathsLongDevLoss)
+	}
+	if !lostSeen {
+		t.Error("the daemon's device view never said lost")
+	}
+	if !kept {
+		t.Errorf("%s changed or vanished during the outage", dev.Block)
+	}
+	if readmit < 0 {
+		t.Fatalf("both paths not usable within %v of the links' return: %s", allPathsReturnCap, daemonlab.PathsString(after))
+	}
+	if st2.Errors != 0 || st2.VerifyErrors != 0 || st2.IOs() == 0 {
+		t.Errorf("after the paths returned: %v", st2)
+	}
+	if st.VerifyErrors != 0 {
+		t.Errorf("%d verify errors (a failed write leaves its block unverified): %s", st.VerifyErrors, st.FirstError)
+	}
+	if err := d.Stop(); err != nil {
+		t.Error(err)
+	}
+}
+
+// activeLabPath is the lab index of the path that carries I/O.
+func activeLabPath(lab *srplab.Lab, ps []daemon.PathView) (int, bool) {
+	for i := range lab.Paths {
+		if p, ok := daemonlab.PathOf(ps, i); ok && p.Active && p.Usable {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// TestE2EFlaps (e2e-flaps): 20 consecutive flaps of the active path (its
+// link down, then up) under the verified load: no I/O error, no verify
+// error. Flap damping is on (3 failures in 60 s) with a 3 s hold-down, so
+// the later flaps hit a path that comes back damped.
+//
+// Figures: flaps, errors, verify_errors, stall_ms (the whole run's longest
+// wait), notice_ms_max (link down to the daemon taking the path out of
+// service), relogin_ms_max and relogin_ms_mean (link up to the path logged
+// in again), relogin_timeouts (flaps whose path did not return within
+// flapReturnCap), held_down (flaps after which the path came back held
+// down), load_iops.
+func TestE2EFlaps(t *testing.T) {
+	labkit.RequireVM(t)
+	labkit.RequireModule(t, "ublk_drv")
+	sc := labkit.Begin(t, "e2e-flaps")
+	lab := e2eLab(t)
+	d := daemonlab.Start(t, lab, daemonlab.Options{RemoveDevices: true, Defaults: map[string]string{
+		"flap_hold_down": flapHoldDown.String(),
+	}})
+	devs, err := d.WaitDevices(1, len(lab.Paths))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := devs[0]
+	load := startVerifiedLoad(t, dev.Block, 14)
+	time.Sleep(e2eFaultAfter)
+	tStart := time.Now()
+	var relogins []float64
+	var noticeMax float64
+	timeouts, held := 0, 0
+	var log strings.Builder
+	for n := range flapCount {
+		ps, err := d.WaitPaths(flapReturnCap, func(ps []daemon.PathView) bool { _, ok := activeLabPath(lab, ps); return ok })
+		if err != nil {
+			t.Fatalf("flap %d: no active path: %v", n+1, err)
+		}
+		victim, _ := activeLabPath(lab, ps)
+		p, _ := daemonlab.PathOf(ps, victim)
+		if err := srplab.Mark(fmt.Sprintf("flap %d path %d inject", n+1, victim)); err != nil {
+			t.Fatal(err)
+		}
+		tDown := time.Now()
+		if err := lab.LinkDown(victim); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.WaitPaths(flapNoticeCap, func(ps []daemon.PathView) bool {
+			q, ok := daemonlab.PathOf(ps, victim)
+			return ok && !connected(q)
+		}); err != nil {
+			t.Errorf("flap %d: path %s still in service %v after its link went down", n+1, p.ID, flapNoticeCap)
+		}
+		noticeMax = max(noticeMax, ms(time.Since(tDown)))
+		time.Sleep(flapDownFor)
+		tUp := time.Now()
+		if err := lab.LinkUp(victim); err != nil {
+			t.Fatal(err)
+		}
+		back, err := d.WaitPaths(flapReturnCap, func(ps []daemon.PathView) bool {
+			q, ok := daemonlab.PathOf(ps, victim)
+			return ok && connected(q)
+		})
+		if err != nil {
+			timeouts++
+			fmt.Fprintf(&log, "flap %d: path %d not back within %v: %s\n", n+1, victim, flapReturnCap, daemonlab.PathsString(back))
+			continue
+		}
+		r := ms(time.Since(tUp))
+		relogins = append(relogins, r)
+		if q, _ := daemonlab.PathOf(back, victim); q.State == fsm.HeldDown.String() {
+			held++
+		}
+		fmt.Fprintf(&log, "flap %d: path %d down %.0f ms, back in %.0f ms\n", n+1, victim, ms(tUp.Sub(tDown)), r)
+		time.Sleep(flapSettle)
+	}
+	st := stopLoad(t, load)
+	labkit.SaveTimeline(sc, "", st)
+	mean, maxR := 0.0, 0.0
+	if len(relogins) > 0 {
+		for _, r := range relogins {
+			mean += r
+		}
+		mean /= float64(len(relogins))
+		maxR = slices.Max(relogins)
+	}
+	sc.Figures(map[string]float64{
+		"flaps": flapCount, "errors": float64(st.Errors), "verify_errors": float64(st.VerifyErrors),
+		"stall_ms": ms(st.Stall()), "notice_ms_max": noticeMax, "relogin_ms_max": maxR, "relogin_ms_mean": mean,
+		"relogin_timeouts": float64(timeouts), "held_down": float64(held), "load_iops": st.IOPS(),
+	})
+	sc.Notef("%d flaps in %v: %v\n%s", flapCount, time.Since(tStart).Round(time.Second), st, log.String())
+	if trs, err := d.Transitions(0); err == nil {
+		sc.Notef("path transitions: %s", transitionsString(trs, tStart))
+	}
+	if timeouts > 0 {
+		sc.Notef("kernel log:\n%s", srplab.KernelLog("flap 1 ", "rxe", "ublk", "BUG", "Oops", "WARNING"))
+		t.Errorf("%d of %d flaps: the path did not log in again within %v", timeouts, flapCount, flapReturnCap)
+	}
+	if st.Errors != 0 || st.VerifyErrors != 0 {
+		t.Errorf("%d I/O errors, %d verify errors over %d flaps: %s", st.Errors, st.VerifyErrors, flapCount, st.FirstError)
+	}
+	if err := d.Stop(); err != nil {
+		t.Error(err)
+	}
+}
