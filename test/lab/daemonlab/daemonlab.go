@@ -261,7 +261,7 @@ func (d *Daemon) saveLog() {
 	if out == "" {
 		return
 	}
-	dir := filepath.Join(out, LogDir)
+	dir := filepath.Join(out, labkit.DaemonLogDir)
 	name := strings.NewReplacer("/", "_", " ", "_").Replace(d.t.Name()) + "-" + strconv.Itoa(d.PID()) + ".log"
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		d.t.Logf("daemonlab: keep log: %v", err)
@@ -271,9 +271,6 @@ func (d *Daemon) saveLog() {
 		d.t.Logf("daemonlab: keep log: %v", err)
 	}
 }
-
-// LogDir is the subdirectory of $LAB_OUT that keeps every daemon's log.
-const LogDir = "daemonlab"
 
 // deleteLeftovers stops and deletes the ublk devices of ids that still
 // exist. No daemon serves them any more: a quiesced device (left for

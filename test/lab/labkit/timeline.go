@@ -25,6 +25,10 @@ import (
 // timelines.
 const TimelineDir = "timelines"
 
+// DaemonLogDir is the subdirectory of $LAB_OUT that keeps the log of every
+// daemon a scenario ran (daemonlab); labrun clears it with the rest.
+const DaemonLogDir = "daemonlab"
+
 // DefaultTimelineCap is the number of samples an [IORun] keeps by default:
 // 16 bytes each, 8 MiB in all, which holds 29 minutes of the lab's load
 // under TCG (about 300 IOPS) and 50 s at 10 000 IOPS.

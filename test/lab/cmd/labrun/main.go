@@ -197,7 +197,7 @@ func (r *runner) runAll(ctx context.Context, selected []Suite) (*Results, error)
 // no stale fragment can pass for a new result. Nothing else under $LAB_OUT
 // is touched: it may be a directory the user also keeps other things in.
 func (r *runner) clearOutputs(selected []Suite) error {
-	paths := []string{"results.json", labkit.FragmentDir, labkit.TimelineDir, "bin"}
+	paths := []string{"results.json", labkit.FragmentDir, labkit.TimelineDir, labkit.DaemonLogDir, "bin"}
 	for _, s := range selected {
 		paths = append(paths, s.Name)
 	}
