@@ -63,6 +63,10 @@ func (d *Daemon) stopBlockDevice(dev *device) error {
 	defer cancel()
 	var err error
 	if d.opts.RemoveDevices {
+		// STOP_DEV waits for every request: I/O waiting for a path would
+		// hold it (and the process, unkillable) for ever. The device goes
+		// away, so that I/O fails now.
+		dev.pd.FailWaiting()
 		err = dev.ub.Stop(ctx)
 	} else {
 		err = dev.ub.Detach(ctx)

@@ -57,6 +57,7 @@ type Device struct {
 	noPathSince time.Time
 	lost        bool // every path lost at dev_loss_tmo, none added since
 	useHeld     bool // no path is eligible: held-down paths carry I/O (publishLocked)
+	failWaiting bool // FailWaiting: the device is being removed
 	failovers   uint64
 	closed      bool
 	rng         *rand.Rand
@@ -258,6 +259,22 @@ func (d *Device) AddPath(ctx context.Context, spec PathSpec) error {
 	d.publishLocked(now)
 	d.wakeQueues()
 	return nil
+}
+
+// FailWaiting makes the I/O waiting for a path fail now, and every later
+// I/O that finds no usable path fail at once (ErrNoPath), whatever
+// no_path_retry says: the device is being removed, and the kernel's removal
+// (ublk STOP_DEV) waits for every request to complete. I/O on a usable path
+// is not touched.
+func (d *Device) FailWaiting() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed || d.failWaiting {
+		return
+	}
+	d.failWaiting = true
+	d.publishLocked(d.clk.Now())
+	d.wakeQueues()
 }
 
 // RemovePath deletes a path: its in-flight I/O is reissued elsewhere, its

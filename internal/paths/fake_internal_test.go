@@ -796,6 +796,47 @@ func TestDataPathAllocs(t *testing.T) {
 
 // A path that flapped is held down after its reconnect: it carries no I/O
 // until the hold-down ends.
+// TestFailWaiting: the I/O waiting for a path fails once the device is
+// being removed, and so does new I/O with no usable path; I/O on a usable
+// path still completes.
+func TestFailWaiting(t *testing.T) {
+	pol := DefaultPolicy()
+	pol.NoPathRetry = NoPathQueue
+	pol.Path.ReconnectDelay = fsm.Timeout(time.Hour)
+	pol.ReconnectJitter = 0
+	pol.HeartbeatInterval = 0
+	r := newFakeRig(t, pol)
+	r.addPath("a", 0)
+	if err := r.dev.FailPath("a", "test"); err != nil {
+		t.Fatal(err)
+	}
+	r.read(1, 0)
+	r.q.Poll()
+	if _, done := r.done[1]; done {
+		t.Fatal("I/O failed before FailWaiting")
+	}
+	r.dev.FailWaiting()
+	r.q.Poll()
+	if o, done := r.done[1]; !done || !errors.Is(o.err, ErrNoPath) {
+		t.Fatalf("waiting I/O after FailWaiting: done=%v %+v, want ErrNoPath", done, o)
+	}
+	r.read(2, 0)
+	r.q.Poll()
+	if o, done := r.done[2]; !done || !errors.Is(o.err, ErrNoPath) {
+		t.Fatalf("new I/O after FailWaiting: done=%v %+v, want ErrNoPath", done, o)
+	}
+	if err := r.dev.ReinstatePath("a"); err != nil {
+		t.Fatal(err)
+	}
+	r.waitState("a", fsm.Running)
+	r.read(3, 0)
+	r.q.Poll()
+	r.q.Poll()
+	if o := r.done[3]; o.err != nil || o.n != 4096 {
+		t.Fatalf("I/O on a usable path after FailWaiting: %+v", o)
+	}
+}
+
 // TestPortActiveReconnectsNow: PORT_ACTIVE on the path's port starts its
 // reconnect at once instead of at reconnect_delay; an event for another
 // port does not.

@@ -134,6 +134,6 @@ func (d *Device) publishLocked(now time.Time) {
 		}
 	}
 	t.noPathSince = d.noPathSince
-	t.lost = d.lost
+	t.noWait = d.lost || d.failWaiting
 	d.tab.Store(t)
 }

@@ -402,7 +402,7 @@ func (q *Queue) publishDeadline() {
 
 // mayWait applies failfast and no_path_retry to an I/O with no usable path.
 func (q *Queue) mayWait(s *tagSlot, now time.Time) bool {
-	if s.io.Flags&FlagFailFast != 0 || q.tab.lost {
+	if s.io.Flags&FlagFailFast != 0 || q.tab.noWait {
 		return false
 	}
 	npr := q.tab.policy.NoPathRetry

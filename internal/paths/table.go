@@ -17,10 +17,11 @@ type table struct {
 	// noPathSince is when the device last lost its last usable path (zero
 	// while one is usable); no_path_retry counts from it.
 	noPathSince time.Time
-	// lost: every path of the device was lost (removed at dev_loss_tmo)
-	// and none has been added since. I/O with no usable path fails at
-	// once whatever no_path_retry says (doc.go, "Losing every path").
-	lost bool
+	// noWait: I/O with no usable path fails at once whatever
+	// no_path_retry says: every path of the device was lost (removed at
+	// dev_loss_tmo) and none has been added since (doc.go, "Losing every
+	// path"), or the device is being removed (FailWaiting).
+	noWait bool
 }
 
 // pathView is what a queue needs to know of one path.

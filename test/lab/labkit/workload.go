@@ -127,6 +127,10 @@ type IORun struct {
 	f    *os.File
 	stop chan struct{}
 	wg   sync.WaitGroup
+	// stopOnce starts the end of the load once; done is closed when every
+	// I/O goroutine left and the device is closed.
+	stopOnce sync.Once
+	done     chan struct{}
 	// inflight[w] is the start of goroutine w's current I/O in UnixNano, 0
 	// when idle.
 	inflight []atomic.Int64
@@ -172,7 +176,7 @@ func StartIOLoad(l IOLoad) (*IORun, error) {
 	if l.TimelineCap == 0 {
 		l.TimelineCap = DefaultTimelineCap
 	}
-	r := &IORun{load: l, f: f, stop: make(chan struct{}), inflight: make([]atomic.Int64, l.Depth), timeline: newTimelineBuf(l.TimelineCap)}
+	r := &IORun{load: l, f: f, stop: make(chan struct{}), done: make(chan struct{}), inflight: make([]atomic.Int64, l.Depth), timeline: newTimelineBuf(l.TimelineCap)}
 	bufs := make([][]byte, l.Depth)
 	for w := range bufs {
 		// O_DIRECT wants an aligned buffer: an anonymous mapping is
@@ -378,20 +382,22 @@ func (r *IORun) WaitFlowing(ctx context.Context, notBefore time.Time, stuck, set
 // in flight are waited for until ctx ends. A pread stuck in the kernel
 // cannot be interrupted: if ctx ends first, Stop returns the stats with
 // ctx's error and the stuck goroutines finish (and close the device) when
-// the kernel lets them.
+// the kernel lets them. Stop may be called again (a deferred cleanup after
+// the test's own Stop): the later call takes the stats anew and waits the same.
 func (r *IORun) Stop(ctx context.Context) (IOStats, error) {
 	r.mu.Lock()
 	s := r.snapshot(time.Now())
 	r.mu.Unlock()
-	close(r.stop)
-	done := make(chan struct{})
-	go func() {
-		r.wg.Wait()
-		r.f.Close()
-		close(done)
-	}()
+	r.stopOnce.Do(func() {
+		close(r.stop)
+		go func() {
+			r.wg.Wait()
+			r.f.Close()
+			close(r.done)
+		}()
+	})
 	select {
-	case <-done:
+	case <-r.done:
 		return s, nil
 	case <-ctx.Done():
 		return s, &OpError{Op: "io load stop", Path: r.load.Path, Err: fmt.Errorf("I/O still in flight: %w", ctx.Err())}

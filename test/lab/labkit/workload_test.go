@@ -70,6 +70,12 @@ func TestIOLoadOnFile(t *testing.T) {
 	if run.OldestInFlight() != 0 {
 		t.Errorf("I/O in flight after Stop: %v", run.OldestInFlight())
 	}
+	// A second Stop (a deferred cleanup) does not panic; it counts at
+	// most the I/Os that were in flight at the first (depth 4) on top.
+	again, err := run.Stop(ctx)
+	if err != nil || again.IOs() < st.IOs() || again.IOs() > st.IOs()+4 {
+		t.Errorf("second Stop: %v, %d I/Os, want %d..%d", err, again.IOs(), st.IOs(), st.IOs()+4)
+	}
 }
 
 func TestIOLoadRejectsBadLoads(t *testing.T) {

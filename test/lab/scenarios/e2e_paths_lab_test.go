@@ -5,6 +5,7 @@ package scenarios
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -84,6 +85,16 @@ func stopLoad(t *testing.T, load *labkit.IORun) labkit.IOStats {
 		t.Error(err)
 	}
 	return st
+}
+
+// rdmaQPs lists the RDMA QPs with their states: a GSI QP (QP 1) in ERR
+// means no CM message leaves that device any more (srplab.LinkDown).
+func rdmaQPs() string {
+	out, err := exec.Command("rdma", "res", "show", "qp").CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("rdma res show qp: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 // connected: the path is logged in (carrying I/O, or held down before it
@@ -172,6 +183,7 @@ func TestE2EAllPathsShort(t *testing.T) {
 		t.Errorf("I/O did not flow again within %v of the links' return: %v", e2eStallCap, flowErr)
 	}
 	if back < 0 {
+		sc.Notef("rdma res show qp:\n%s\nkernel log:\n%s", rdmaQPs(), srplab.KernelLog("allpaths-short inject", "rxe", "srpt", "BUG", "WARNING"))
 		t.Errorf("both paths not usable within %v of the links' return: %s", allPathsReturnCap, daemonlab.PathsString(after))
 	}
 	if st.Errors != 0 || st.VerifyErrors != 0 {
@@ -286,6 +298,7 @@ func TestE2EAllPathsLong(t *testing.T) {
 		t.Errorf("%s changed or vanished during the outage", dev.Block)
 	}
 	if readmit < 0 {
+		sc.Notef("rdma res show qp:\n%s\nkernel log:\n%s", rdmaQPs(), srplab.KernelLog("allpaths-long inject", "rxe", "srpt", "BUG", "WARNING"))
 		t.Fatalf("both paths not usable within %v of the links' return: %s", allPathsReturnCap, daemonlab.PathsString(after))
 	}
 	if st2.Errors != 0 || st2.VerifyErrors != 0 || st2.IOs() == 0 {
@@ -372,7 +385,7 @@ func TestE2EFlaps(t *testing.T) {
 		})
 		if err != nil {
 			timeouts++
-			fmt.Fprintf(&log, "flap %d: path %d not back within %v: %s\n", n+1, victim, flapReturnCap, daemonlab.PathsString(back))
+			fmt.Fprintf(&log, "flap %d: path %d not back within %v: %s\nrdma res show qp:\n%s\n", n+1, victim, flapReturnCap, daemonlab.PathsString(back), rdmaQPs())
 			continue
 		}
 		r := ms(time.Since(tUp))
@@ -403,7 +416,7 @@ func TestE2EFlaps(t *testing.T) {
 		sc.Notef("path transitions: %s", transitionsString(trs, tStart))
 	}
 	if timeouts > 0 {
-		sc.Notef("kernel log:\n%s", srplab.KernelLog("flap 1 ", "rxe", "ublk", "BUG", "Oops", "WARNING"))
+		sc.Notef("kernel log:\n%s", srplab.KernelLog("flap 1 ", "rxe", "srpt", "ublk", "BUG", "Oops", "WARNING"))
 		t.Errorf("%d of %d flaps: the path did not log in again within %v", timeouts, flapCount, flapReturnCap)
 	}
 	if st.Errors != 0 || st.VerifyErrors != 0 {
