@@ -33,8 +33,8 @@
 // Faults: [Lab.LinkDown]/[Lab.LinkUp] (port error events, QP flush; a CM
 // message an initiator sends meanwhile kills the rxe device's GSI QP for
 // good, see LinkDown),
-// [Lab.Blackhole] (the netem qdisc Setup puts on both veths goes to 100 %
-// loss both ways and back, changed in place: silent), [Lab.KillSessions]
+// [Lab.Blackhole] (a drop filter on the ingress of both veths, on the
+// clsact qdisc Setup installs: silent to both senders), [Lab.KillSessions]
 // (the path's TPG disabled and re-enabled: srpt disconnects every channel,
 // the initiator gets a DREQ), [Lab.RestartTarget] (srpt configuration
 // removed, module unloaded and reloaded, configuration restored; the RAM

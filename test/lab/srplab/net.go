@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-
 	"path/filepath"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Network layout. Path i: initiator side vethI<i> 198.18.<i>.1 (rxe_i<i>)
@@ -30,7 +30,9 @@ const (
 	localTable    = 255 // RT_TABLE_LOCAL
 	maxPaths      = 100 // keeps tables below localRulePref and 198.18.i valid
 	rxeType       = "rxe"
-	blackholeLoss = 100 // percent
+	// blackholeHandle and blackholePrio name Blackhole's filter.
+	blackholeHandle = 0xb1ac
+	blackholePrio   = 1
 )
 
 func newPath(i, target int) Path {
@@ -156,8 +158,8 @@ func (l *Lab) setupNet() error {
 	return nil
 }
 
-// create makes the path's veth pair, addresses, rules, routes, the netem
-// qdiscs of Blackhole (no loss yet) and rxe devices.
+// create makes the path's veth pair, addresses, rules, routes, the clsact
+// qdiscs of Blackhole and rxe devices.
 func (p *Path) create() error {
 	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: p.IniNet}, PeerName: p.TgtNet}
 	if err := netlink.LinkAdd(veth); err != nil {
@@ -188,14 +190,16 @@ func (p *Path) create() error {
 	if err := p.routes(); err != nil {
 		return err
 	}
-	// The qdisc Blackhole changes, installed before any traffic flows.
+	// The clsact qdisc Blackhole hangs its filter on, installed before any
+	// traffic flows (see Blackhole).
 	for _, dev := range []string{p.IniNet, p.TgtNet} {
-		q, err := netem(dev, 0)
+		link, err := netlink.LinkByName(dev)
 		if err != nil {
-			return err
+			return nlErr("link", dev, err)
 		}
-		if err := netlink.QdiscReplace(q); err != nil {
-			return nlErr("qdisc replace netem loss 0%", dev, err)
+		q := &netlink.Clsact{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}}
+		if err := netlink.QdiscAdd(q); err != nil {
+			return nlErr("qdisc add clsact", dev, err)
 		}
 	}
 	for _, d := range [][2]string{{p.IniDev, p.IniNet}, {p.TgtDev, p.TgtNet}} {
@@ -278,43 +282,41 @@ func (l *Lab) LinkUp(i int) error {
 }
 
 // Blackhole drops every packet of path i in both directions (on = true) or
-// stops doing so: the loss of the netem qdisc create installed on both
-// veths goes to 100 % or back to 0. Silent: no link or port event, the
-// ports stay ACTIVE; only timeouts can tell.
+// stops doing so: a matchall filter with a drop action on the ingress of
+// both veths (the clsact qdisc create installed), added or deleted. Silent:
+// no link or port event, the ports stay ACTIVE, and the sender's transmit
+// succeeds (the packet dies on the receiving side); only timeouts can tell.
 //
-// The qdisc is changed in place, never added or removed: grafting a root
-// qdisc deactivates the device for a moment, a packet rxe sends then is
-// refused (noop qdisc), and rxe moves the sending QP to ERR. For an RC QP
-// that is an early error (seen: a flush 23 ms after the blackhole began);
-// for the GSI QP (QP1, CM messages) it is fatal: no login on that device
-// succeeds again.
+// Why ingress filters and not a qdisc: grafting a root qdisc deactivates
+// the device for a moment, a packet rxe sends then is refused, and rxe
+// moves the sending QP to ERR (seen: a flush 23 ms after a netem blackhole
+// began; for the GSI QP, QP1, it is fatal: no login on that device
+// succeeds again); and a root netem qdisc left in place for the whole run
+// slowed the kernel stack's ib_srp to a few dozen IOPS with its QPs failing
+// under load, while the root qdisc of a veth is normally noqueue. Filters
+// change no qdisc, and the egress path stays as in production.
 func (l *Lab) Blackhole(i int, on bool) error {
 	p, err := l.path(i)
 	if err != nil {
 		return err
 	}
-	loss := float32(0)
-	if on {
-		loss = blackholeLoss
-	}
 	var errs []error
 	for _, dev := range []string{p.IniNet, p.TgtNet} {
-		q, err := netem(dev, loss)
+		link, err := netlink.LinkByName(dev)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, nlErr("link", dev, err))
 			continue
 		}
-		errs = append(errs, nlErr(fmt.Sprintf("qdisc change netem loss %v%%", loss), dev, netlink.QdiscChange(q)))
+		f := &netlink.MatchAll{
+			FilterAttrs: netlink.FilterAttrs{LinkIndex: link.Attrs().Index, Parent: netlink.HANDLE_MIN_INGRESS,
+				Handle: blackholeHandle, Priority: blackholePrio, Protocol: unix.ETH_P_ALL},
+			Actions: []netlink.Action{&netlink.GenericAction{ActionAttrs: netlink.ActionAttrs{Action: netlink.TC_ACT_SHOT}}},
+		}
+		if on {
+			errs = append(errs, nlErr("filter add matchall drop (ingress)", dev, netlink.FilterAdd(f)))
+		} else {
+			errs = append(errs, nlErr("filter del matchall drop (ingress)", dev, netlink.FilterDel(f)))
+		}
 	}
 	return errors.Join(errs...)
-}
-
-// netem is the root netem qdisc of dev with the given loss (percent).
-func netem(dev string, loss float32) (*netlink.Netem, error) {
-	link, err := netlink.LinkByName(dev)
-	if err != nil {
-		return nil, nlErr("link", dev, err)
-	}
-	attrs := netlink.QdiscAttrs{LinkIndex: link.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT}
-	return netlink.NewNetem(attrs, netlink.NetemQdiscAttrs{Loss: loss}), nil
 }

@@ -163,7 +163,7 @@ func (l *Lab) path(i int) (*Path, error) {
 // KernelLogin.
 var modules = []string{
 	"configfs", "ib_core", "ib_uverbs", "rdma_cm", "rdma_ucm", "rdma_rxe",
-	"target_core_mod", "ib_srpt", "veth", "sch_netem",
+	"target_core_mod", "ib_srpt", "veth", "sch_ingress", "cls_matchall", "act_gact",
 }
 
 // Setup builds the fabric and the target inside the lab VM: per path a veth
