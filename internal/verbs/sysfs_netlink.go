@@ -2,6 +2,7 @@ package verbs
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
@@ -70,4 +71,19 @@ func ResolveAddr(devs []SysfsDevice, addr netip.Addr) (dev string, port uint8, g
 	}
 	dev, port, err = DeviceForNetdev(devs, netdev)
 	return dev, port, 0, err
+}
+
+// NetdevUpForAddr reports whether the network interface that holds addr is
+// administratively up. An interface set down keeps its IPv4 addresses, and
+// every route lookup through it fails until it is up again.
+func NetdevUpForAddr(addr netip.Addr) (bool, error) {
+	name, err := NetdevForAddr(addr)
+	if err != nil {
+		return false, err
+	}
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return false, &OpError{Op: "netlink link " + name, Err: err}
+	}
+	return link.Attrs().Flags&net.FlagUp != 0, nil
 }

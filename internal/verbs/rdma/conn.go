@@ -381,10 +381,10 @@ func (c *Conn) Disconnect() error {
 	if c.closed {
 		return nil
 	}
-	if port := uint8(c.id.port_num); c.qp != nil && port != 0 && !c.dev.portActive(port) {
-		// No DREQ while the port is down (see parkedID): the QP goes to
-		// the error state here, the DREQ leaves when the CM id is
-		// destroyed after the port is back.
+	if port := uint8(c.id.port_num); c.qp != nil && port != 0 && !c.dev.cmSafe(c.id) {
+		// No DREQ while the port or its netdev is down (see parkedID and
+		// cmSafe): the QP goes to the error state here, the DREQ leaves
+		// when the CM id is destroyed after the port is back.
 		if err := negErrno(C.shim_qp_error(c.qp)); err != nil {
 			return c.dev.opErr("disconnect", err)
 		}

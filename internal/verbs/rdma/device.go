@@ -67,6 +67,10 @@ type parkedID struct {
 	port uint8
 }
 
+// parkedRetry paces the release of parked ids whose port is active again
+// but whose netdev is not up yet.
+const parkedRetry = 250 * time.Millisecond
+
 var _ verbs.Device = (*Device)(nil)
 
 func newDevice(log *slog.Logger, name string, ctx *C.struct_ibv_context, cmList **C.struct_ibv_context, own bool) (*Device, error) {
@@ -398,11 +402,32 @@ func (d *Device) Close() error {
 	return errors.Join(errs...)
 }
 
-// portActive reports whether port n is ACTIVE (or ACTIVE_DEFER). A port
-// that cannot be queried counts as active: parking is for a known outage.
-func (d *Device) portActive(n uint8) bool {
-	pa, err := d.Port(n)
-	return err != nil || pa.State == verbs.PortActive || pa.State == verbs.PortActiveDefer
+// cmSafe reports whether a CM message can leave through id's port now:
+// the port is ACTIVE (or ACTIVE_DEFER) and, on RoCE, the netdev that holds
+// id's source address is up. The port state alone is not enough: a netdev
+// set down fails route lookups at once, and the RC QP's flush reaches user
+// space before rxe has marked the port down (seen: a DREQ sent in that
+// window killed the GSI QP). A port or netdev that cannot be queried counts
+// as usable: parking is for a known outage.
+func (d *Device) cmSafe(id *C.struct_rdma_cm_id) bool {
+	pa, err := d.Port(uint8(id.port_num))
+	if err != nil {
+		return true
+	}
+	if pa.State != verbs.PortActive && pa.State != verbs.PortActiveDefer {
+		return false
+	}
+	if pa.LinkLayer != verbs.LinkEthernet {
+		return true
+	}
+	var a [16]C.uint8_t
+	var port C.uint16_t
+	src := addrPort(C.shim_local_addr(id, &a[0], &port), &a, port).Addr()
+	if !src.IsValid() || src.IsUnspecified() {
+		return true
+	}
+	up, err := verbs.NetdevUpForAddr(src)
+	return err != nil || up
 }
 
 // park keeps id and ch for releaseParked instead of destroying them now,
@@ -413,7 +438,7 @@ func (d *Device) park(id *C.struct_rdma_cm_id, ch *cmChan) bool {
 		return false // not bound to a port of this device: no CM message can leave
 	}
 	port := uint8(id.port_num)
-	if d.portActive(port) {
+	if d.cmSafe(id) {
 		return false
 	}
 	d.mu.Lock()
@@ -429,19 +454,32 @@ func (d *Device) park(id *C.struct_rdma_cm_id, ch *cmChan) bool {
 
 // releaseParked destroys the parked ids of port (every parked id when port
 // is 0) and their event channels.
+//
+// With a port given, an id whose CM message still could not leave (the
+// port's netdev not up yet: rxe reports PORT_ACTIVE as the link comes up,
+// before routes work) stays parked and the release is tried again every
+// parkedRetry until the device closes.
 func (d *Device) releaseParked(port uint8) {
 	d.mu.Lock()
 	var release []parkedID
 	kept := d.parked[:0]
+	waiting := false
 	for _, p := range d.parked {
-		if port == 0 || p.port == port {
+		switch {
+		case port == 0 || (p.port == port && d.cmSafe(p.id)):
 			release = append(release, p)
-		} else {
+		case p.port == port:
+			waiting = true
+			kept = append(kept, p)
+		default:
 			kept = append(kept, p)
 		}
 	}
 	clear(d.parked[len(kept):])
 	d.parked = kept
+	if waiting && !d.closed {
+		time.AfterFunc(parkedRetry, func() { d.releaseParked(port) })
+	}
 	d.mu.Unlock()
 	for _, p := range release {
 		C.rdma_destroy_id(p.id)

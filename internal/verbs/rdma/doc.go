@@ -83,14 +83,17 @@
 //     stop the CM reader (CMEvents closed), then rdma_destroy_qp, drain and
 //     ack CQ events, ibv_destroy_cq, ibv_destroy_comp_channel,
 //     rdma_destroy_id, rdma_destroy_event_channel, free the C scratch.
-//   - No CM message while the CM id's port is down: Disconnect then only
+//   - No CM message while the CM id's port is down, or (RoCE) the netdev
+//     holding its source address is not up (the RC flush of a link set
+//     down reaches user space before rxe marks the port down): Disconnect then only
 //     moves the QP to ERR, and destroying a connection (Close, a failed
 //     Dial) parks its CM id and event channel on the Device instead of
 //     rdma_destroy_id (which would send a DREQ or REJ). soft-RoCE answers a
 //     CM message that finds no route (its netdev set down) by moving its
 //     GSI QP to ERR for good, after which no login on the device succeeds.
-//     The async reader destroys a port's parked ids on its PORT_ACTIVE;
-//     Device.Close destroys the rest.
+//     The async reader destroys a port's parked ids on its PORT_ACTIVE,
+//     once their netdev is up too (retried every 250 ms); Device.Close
+//     destroys the rest.
 //   - Device.Close: stop the async reader (Events closed), destroy the
 //     parked CM ids, ibv_dealloc_pd (fails with EBUSY while buffers or
 //     connections of the device remain: close those first), then release
