@@ -426,3 +426,105 @@ func TestE2EFlaps(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// restartQueuedFor is how long the I/O waits for a path before the daemon
+// is stopped in e2e-allpaths-restart.
+const restartQueuedFor = 3 * time.Second
+
+// TestE2EAllPathsRestart (e2e-allpaths-restart): both paths blackholed
+// under the verified load (the heartbeats take them out of service), then
+// the daemon is stopped (SIGTERM) while its I/O waits for a path. It must
+// exit: past its drain timeout it leaves the waiting requests to the kernel
+// and the device stays, quiesced. A new daemon starts while the paths are
+// still dead; when they return it logs in, recovers the same device (ublk
+// user recovery reissues the requests) and the waiting I/O completes
+// without an error.
+//
+// A blackhole, not a link down: an exiting process's CM ids send their
+// DREQs at once, and soft-RoCE answers a CM message on a netdev that is
+// down by killing its GSI QP for good (srplab.LinkDown), after which no
+// login succeeds in the lab. A hardware HCA does not; a silent loss keeps
+// the lab's devices usable.
+//
+// Figures: queued (I/O waiting when the stop came), stop_ms (SIGTERM to
+// exit), device_kept (1: same node and device number through both
+// daemons), errors, verify_errors, resume_ms (paths back to I/O flowing
+// again; -1: not within e2eStallCap), stall_ms.
+func TestE2EAllPathsRestart(t *testing.T) {
+	labkit.RequireVM(t)
+	labkit.RequireModule(t, "ublk_drv")
+	sc := labkit.Begin(t, "e2e-allpaths-restart")
+	lab := e2eLab(t)
+	d := daemonlab.Start(t, lab, daemonlab.Options{})
+	devs, err := d.WaitDevices(1, len(lab.Paths))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := devs[0]
+	rdev := blockRdev(dev.Block)
+	load := startVerifiedLoad(t, dev.Block, 15)
+	time.Sleep(e2eFaultAfter)
+	if err := srplab.Mark("allpaths-restart inject"); err != nil {
+		t.Fatal(err)
+	}
+	load.Mark(labkit.MarkFault)
+	if err := allLinks(lab, func(i int) error { return lab.Blackhole(i, true) }); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(restartQueuedFor)
+	var queued int64
+	if vs, err := d.Devices(); err == nil && len(vs) > 0 {
+		queued = vs[0].Queued
+	}
+	tStop := time.Now()
+	stopErr := d.Stop()
+	stopMs := ms(time.Since(tStop))
+	kept := blockRdev(dev.Block) == rdev
+	d2 := d.Restart()
+	time.Sleep(2 * time.Second) // the new daemon starts; its logins time out
+	if err := srplab.Mark("allpaths-restart restore"); err != nil {
+		t.Fatal(err)
+	}
+	load.Mark(labkit.MarkRestore)
+	tUp := time.Now()
+	if err := allLinks(lab, func(i int) error { return lab.Blackhole(i, false) }); err != nil {
+		t.Fatal(err)
+	}
+	devs2, waitErr := d2.WaitDevices(1, len(lab.Paths))
+	ctx, cancel := context.WithTimeout(context.Background(), e2eStallCap)
+	flowFrom, flowErr := load.WaitFlowing(ctx, tUp, e2eStuckAge, e2eFlowSettle)
+	cancel()
+	resume := -1.0
+	if flowErr == nil {
+		resume = ms(flowFrom.Sub(tUp))
+	}
+	st := stopLoad(t, load)
+	labkit.SaveTimeline(sc, "", st)
+	kept = kept && blockRdev(dev.Block) == rdev && waitErr == nil && len(devs2) == 1 && devs2[0].Block == dev.Block
+	sc.Figures(map[string]float64{
+		"queued": float64(queued), "stop_ms": stopMs, "device_kept": b2f(kept), "errors": float64(st.Errors),
+		"verify_errors": float64(st.VerifyErrors), "resume_ms": resume, "stall_ms": ms(st.Stall()),
+	})
+	sc.Notef("stop with %d I/O waiting took %.0f ms (%v); load %v", queued, stopMs, stopErr, st)
+	if stopErr != nil {
+		t.Errorf("daemon stop with I/O waiting for a path: %v", stopErr)
+	}
+	if queued == 0 {
+		t.Error("no I/O was waiting for a path when the daemon was stopped")
+	}
+	if waitErr != nil {
+		t.Errorf("the new daemon: %v", waitErr)
+	}
+	if !kept {
+		t.Errorf("%s changed or vanished across the restart (new daemon's devices %+v)", dev.Block, devs2)
+	}
+	if flowErr != nil {
+		t.Errorf("I/O did not flow again within %v of the paths' return: %v", e2eStallCap, flowErr)
+	}
+	if st.Errors != 0 || st.VerifyErrors != 0 {
+		t.Errorf("%d I/O errors, %d verify errors: %s", st.Errors, st.VerifyErrors, st.FirstError)
+	}
+	if err := d2.Stop(); err != nil {
+		t.Error(err)
+	}
+}

@@ -114,12 +114,15 @@ var suites = []Suite{
 	{
 		// Every path of the daemon's device down: for 30 s (I/O waits and
 		// completes), and past dev_loss_tmo (I/O gets EIO, the device
-		// stays, the daemon logs in again and I/O resumes) (issue 7 item 3).
+		// stays, the daemon logs in again and I/O resumes) (issue 7 item 3);
+		// and the daemon stopped and restarted while its I/O waits for a
+		// path (the next daemon serves it).
 		Name:    "e2e-allpaths",
 		Package: "./test/lab/scenarios",
 		Scenarios: []Expect{
 			{Name: "e2e-allpaths-short", Test: "TestE2EAllPathsShort"},
 			{Name: "e2e-allpaths-long", Test: "TestE2EAllPathsLong"},
+			{Name: "e2e-allpaths-restart", Test: "TestE2EAllPathsRestart"},
 		},
 		Mem: "2G", CPUs: 2, Timeout: 10 * time.Minute,
 	},
