@@ -97,6 +97,40 @@ func rdmaQPs() string {
 	return string(out)
 }
 
+// pathsRun starts a scenario of this file: the daemon (o) on the e2e lab,
+// its one device served over every path, and the verified load (seed)
+// running on it for e2eFaultAfter, so the fault comes next.
+func pathsRun(t *testing.T, name string, o daemonlab.Options, seed uint64) (*labkit.Scenario, *srplab.Lab, *daemonlab.Daemon, daemon.DeviceView, *labkit.IORun) {
+	t.Helper()
+	labkit.RequireVM(t)
+	labkit.RequireModule(t, "ublk_drv")
+	sc := labkit.Begin(t, name)
+	lab := e2eLab(t)
+	d := daemonlab.Start(t, lab, o)
+	devs, err := d.WaitDevices(1, len(lab.Paths))
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := startVerifiedLoad(t, devs[0].Block, seed)
+	time.Sleep(e2eFaultAfter)
+	return sc, lab, d, devs[0], load
+}
+
+// markAt writes mark ("<what> inject" or "<what> restore") to the kernel
+// log and as the load's marker kind, and returns the time.
+func markAt(t *testing.T, load *labkit.IORun, what, kind string) time.Time {
+	t.Helper()
+	msg := what + " inject"
+	if kind == labkit.MarkRestore {
+		msg = what + " restore"
+	}
+	if err := srplab.Mark(msg); err != nil {
+		t.Fatal(err)
+	}
+	load.Mark(kind)
+	return time.Now()
+}
+
 // connected: the path is logged in (carrying I/O, or held down before it
 // does).
 func connected(p daemon.PathView) bool {
@@ -114,23 +148,8 @@ func connected(p daemon.PathView) bool {
 // allPathsReturnCap), queued_max (the daemon's largest queued count seen
 // during the outage).
 func TestE2EAllPathsShort(t *testing.T) {
-	labkit.RequireVM(t)
-	labkit.RequireModule(t, "ublk_drv")
-	sc := labkit.Begin(t, "e2e-allpaths-short")
-	lab := e2eLab(t)
-	d := daemonlab.Start(t, lab, daemonlab.Options{RemoveDevices: true})
-	devs, err := d.WaitDevices(1, len(lab.Paths))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := devs[0]
-	load := startVerifiedLoad(t, dev.Block, 11)
-	time.Sleep(e2eFaultAfter)
-	if err := srplab.Mark("allpaths-short inject"); err != nil {
-		t.Fatal(err)
-	}
-	load.Mark(labkit.MarkFault)
-	tDown := time.Now()
+	sc, lab, d, _, load := pathsRun(t, "e2e-allpaths-short", daemonlab.Options{RemoveDevices: true}, 11)
+	tDown := markAt(t, load, "allpaths-short", labkit.MarkFault)
 	if err := allLinks(lab, lab.LinkDown); err != nil {
 		t.Fatal(err)
 	}
@@ -146,11 +165,7 @@ func TestE2EAllPathsShort(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	during, _ := d.Paths()
-	if err := srplab.Mark("allpaths-short restore"); err != nil {
-		t.Fatal(err)
-	}
-	load.Mark(labkit.MarkRestore)
-	tUp := time.Now()
+	tUp := markAt(t, load, "allpaths-short", labkit.MarkRestore)
 	outage := tUp.Sub(tDown)
 	if err := allLinks(lab, lab.LinkUp); err != nil {
 		t.Fatal(err)
@@ -209,27 +224,12 @@ func TestE2EAllPathsShort(t *testing.T) {
 // allPathsReturnCap), errors_after_return and verify_errors_after_return
 // (the fresh load's), load_iops_after_return.
 func TestE2EAllPathsLong(t *testing.T) {
-	labkit.RequireVM(t)
-	labkit.RequireModule(t, "ublk_drv")
-	sc := labkit.Begin(t, "e2e-allpaths-long")
-	lab := e2eLab(t)
-	d := daemonlab.Start(t, lab, daemonlab.Options{RemoveDevices: true, Defaults: map[string]string{
+	sc, lab, d, dev, load := pathsRun(t, "e2e-allpaths-long", daemonlab.Options{RemoveDevices: true, Defaults: map[string]string{
 		"fast_io_fail_tmo": allPathsLongFastIOFail.String(),
 		"dev_loss_tmo":     allPathsLongDevLoss.String(),
-	}})
-	devs, err := d.WaitDevices(1, len(lab.Paths))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := devs[0]
+	}}, 12)
 	rdev := blockRdev(dev.Block)
-	load := startVerifiedLoad(t, dev.Block, 12)
-	time.Sleep(e2eFaultAfter)
-	if err := srplab.Mark("allpaths-long inject"); err != nil {
-		t.Fatal(err)
-	}
-	load.Mark(labkit.MarkFault)
-	tDown := time.Now()
+	tDown := markAt(t, load, "allpaths-long", labkit.MarkFault)
 	if err := allLinks(lab, lab.LinkDown); err != nil {
 		t.Fatal(err)
 	}
@@ -248,11 +248,7 @@ func TestE2EAllPathsLong(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	during, _ := d.Paths()
-	if err := srplab.Mark("allpaths-long restore"); err != nil {
-		t.Fatal(err)
-	}
-	load.Mark(labkit.MarkRestore)
-	tUp := time.Now()
+	tUp := markAt(t, load, "allpaths-long", labkit.MarkRestore)
 	if err := allLinks(lab, lab.LinkUp); err != nil {
 		t.Fatal(err)
 	}
@@ -334,20 +330,9 @@ func activeLabPath(lab *srplab.Lab, ps []daemon.PathView) (int, bool) {
 // flapReturnCap), held_down (flaps after which the path came back held
 // down), load_iops.
 func TestE2EFlaps(t *testing.T) {
-	labkit.RequireVM(t)
-	labkit.RequireModule(t, "ublk_drv")
-	sc := labkit.Begin(t, "e2e-flaps")
-	lab := e2eLab(t)
-	d := daemonlab.Start(t, lab, daemonlab.Options{RemoveDevices: true, Defaults: map[string]string{
+	sc, lab, d, _, load := pathsRun(t, "e2e-flaps", daemonlab.Options{RemoveDevices: true, Defaults: map[string]string{
 		"flap_hold_down": flapHoldDown.String(),
-	}})
-	devs, err := d.WaitDevices(1, len(lab.Paths))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := devs[0]
-	load := startVerifiedLoad(t, dev.Block, 14)
-	time.Sleep(e2eFaultAfter)
+	}}, 14)
 	tStart := time.Now()
 	var relogins []float64
 	var noticeMax float64
@@ -451,23 +436,9 @@ const restartQueuedFor = 3 * time.Second
 // daemons), errors, verify_errors, resume_ms (paths back to I/O flowing
 // again; -1: not within e2eStallCap), stall_ms.
 func TestE2EAllPathsRestart(t *testing.T) {
-	labkit.RequireVM(t)
-	labkit.RequireModule(t, "ublk_drv")
-	sc := labkit.Begin(t, "e2e-allpaths-restart")
-	lab := e2eLab(t)
-	d := daemonlab.Start(t, lab, daemonlab.Options{})
-	devs, err := d.WaitDevices(1, len(lab.Paths))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := devs[0]
+	sc, lab, d, dev, load := pathsRun(t, "e2e-allpaths-restart", daemonlab.Options{}, 15)
 	rdev := blockRdev(dev.Block)
-	load := startVerifiedLoad(t, dev.Block, 15)
-	time.Sleep(e2eFaultAfter)
-	if err := srplab.Mark("allpaths-restart inject"); err != nil {
-		t.Fatal(err)
-	}
-	load.Mark(labkit.MarkFault)
+	markAt(t, load, "allpaths-restart", labkit.MarkFault)
 	if err := allLinks(lab, func(i int) error { return lab.Blackhole(i, true) }); err != nil {
 		t.Fatal(err)
 	}
@@ -482,11 +453,7 @@ func TestE2EAllPathsRestart(t *testing.T) {
 	kept := blockRdev(dev.Block) == rdev
 	d2 := d.Restart()
 	time.Sleep(2 * time.Second) // the new daemon starts; its logins time out
-	if err := srplab.Mark("allpaths-restart restore"); err != nil {
-		t.Fatal(err)
-	}
-	load.Mark(labkit.MarkRestore)
-	tUp := time.Now()
+	tUp := markAt(t, load, "allpaths-restart", labkit.MarkRestore)
 	if err := allLinks(lab, func(i int) error { return lab.Blackhole(i, false) }); err != nil {
 		t.Fatal(err)
 	}
