@@ -288,9 +288,10 @@ func (d *DeviceID) Append(b []byte) []byte {
 // "36001405e3b0a...".
 //
 // Differences from scsi_id, both for LUs it would not name at all: empty
-// identifiers are skipped, and as a last resort a SCSI name string
-// designator gives "8" + the name (scsi_id would fall back to page 0x80 with
-// vendor and model, which is not unique across paths of every target). The
+// identifiers, and ASCII ones blank up to their first NUL, are skipped; and
+// as a last resort a SCSI name string designator gives "8" + the name
+// (scsi_id would fall back to page 0x80 with vendor and model, which is not
+// unique across paths of every target). The
 // pre-SPC-3 page 0x83 layout of old EMC arrays is not recognised. It returns
 // ErrNoDesignator when nothing qualifies.
 func (d *DeviceID) WWID() (string, error) {
@@ -329,9 +330,13 @@ func (d *DeviceID) WWID() (string, error) {
 			if r.cs == CodeSetBinary {
 				return string(prefix) + hex.EncodeToString(x.ID), nil
 			}
-			if w := udevSanitize(string(prefix) + cString(x.ID)); w != "" {
-				return w, nil
+			// An identifier that is blank once cut at its NUL would leave
+			// the bare prefix ("1"): the same WWID for every such LU.
+			id := cString(x.ID)
+			if blank(id) {
+				continue
 			}
+			return udevSanitize(string(prefix) + id), nil
 		}
 	}
 	return "", decodeErr("VPD page 0x83", vpdHeaderLen, ErrNoDesignator)
@@ -381,6 +386,16 @@ func udevSanitize(s string) string {
 }
 
 // isCSpace is C's isspace in the C locale.
+// blank reports whether s is empty or only white space.
+func blank(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isCSpace(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 func isCSpace(c byte) bool {
 	return c == ' ' || (c >= '\t' && c <= '\r')
 }

@@ -112,7 +112,9 @@ func TestWWIDPriority(t *testing.T) {
 func TestWWIDNone(t *testing.T) {
 	d := DeviceID{Designators: []Designator{
 		{CodeSet: CodeSetBinary, Type: DesigRelativeTargetPort, Association: AssocTargetPort, ID: []byte{0, 0, 0, 1}},
-		{CodeSet: CodeSetBinary, Type: DesigNAA}, // empty
+		{CodeSet: CodeSetBinary, Type: DesigNAA},                           // empty
+		{CodeSet: CodeSetASCII, Type: DesigT10Vendor, ID: []byte{0, 'x'}},  // blank before its NUL
+		{CodeSet: CodeSetASCII, Type: DesigT10Vendor, ID: []byte(" \t  ")}, // only white space
 		{CodeSet: CodeSetBinary, Type: DesigVendorSpecific, ID: []byte{1, 2}},
 	}}
 	if _, err := d.WWID(); !errors.Is(err, ErrNoDesignator) {
