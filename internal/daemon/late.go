@@ -37,12 +37,7 @@ func (d *Daemon) probeLater(eps ...*endpoint) {
 // the next tick. Probes of one tick run concurrently, each bounded by the
 // probe timeout.
 func (d *Daemon) keepPaths(ctx context.Context, g *errgroup.Group) error {
-	ps := d.config().Defaults.Path
-	interval := ps.ReconnectDelay.Duration()
-	if ps.ReconnectDelay.IsOff() || interval <= 0 {
-		interval = lateProbeInterval
-	}
-	t := time.NewTicker(interval)
+	t := time.NewTimer(d.keepInterval())
 	defer t.Stop()
 	for {
 		select {
@@ -50,6 +45,8 @@ func (d *Daemon) keepPaths(ctx context.Context, g *errgroup.Group) error {
 			return nil
 		case <-t.C:
 		}
+		// Read at every tick: a reload changes the pace.
+		t.Reset(d.keepInterval())
 		d.lateMu.Lock()
 		pending := d.late
 		d.late = nil
@@ -75,6 +72,16 @@ func (d *Daemon) keepPaths(ctx context.Context, g *errgroup.Group) error {
 		}
 		wg.Wait()
 	}
+}
+
+// keepInterval is keepPaths' pace: the configuration's reconnect_delay, or
+// lateProbeInterval when that is off.
+func (d *Daemon) keepInterval() time.Duration {
+	rd := d.config().Defaults.Path.ReconnectDelay
+	if iv := rd.Duration(); !rd.IsOff() && iv > 0 {
+		return iv
+	}
+	return lateProbeInterval
 }
 
 // lostEndpoints are the endpoints of paths a device had and no longer has

@@ -144,9 +144,13 @@ func TestReload(t *testing.T) {
 	})
 	c := config.Default()
 	c.Defaults.Device.Selector = config.SelectorRoundRobin
+	c.Defaults.Path.ReconnectDelay = config.Timeout(3 * time.Second)
 	next = c
 	if err := td.Reload(); err != nil {
 		t.Fatal(err)
+	}
+	if got := td.keepInterval(); got != 3*time.Second {
+		t.Errorf("lost paths probed every %v after a reload to reconnect_delay 3s", got)
 	}
 	for _, dev := range td.devs {
 		if got := dev.pd.Policy().Selector.String(); got != "round-robin" {
