@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -520,16 +519,12 @@ func e2eFailover(t *testing.T, name string, kind failKind, target time.Duration,
 	sc.Notef("%s of path 0 at %s: %v", kind, tFail.Format("15:04:05.000"), stats)
 	sc.Notef("paths while I/O flowed again: %s", daemonlab.PathsString(during))
 
-	reinstate := -1.0
-	after, err := d.WaitPaths(e2eReinstateCap, func(ps []daemon.PathView) bool { return daemonlab.Usable(ps) == len(lab.Paths) })
-	if err == nil {
-		reinstate = ms(time.Since(tRestore))
-	} else {
+	after, reinstate, err := waitAllUsable(d, len(lab.Paths), e2eReinstateCap, tRestore)
+	if err != nil {
 		// The RDMA resources tell whether the CM can still send on the
 		// path's device (rxe's GSI QP, QP 1, in state ERR: no login can
 		// succeed on that device any more).
-		qps, _ := exec.Command("rdma", "res", "show", "qp").CombinedOutput()
-		sc.Notef("path 0 not usable again within %v of the restore: %v; rdma res show qp:\n%s", e2eReinstateCap, err, qps)
+		sc.Notef("path 0 not usable again within %v of the restore: %v; rdma res show qp:\n%s", e2eReinstateCap, err, rdmaQPs())
 	}
 	sc.Figure("reinstate_ms", reinstate)
 	sc.Notef("after restore: %s", daemonlab.PathsString(after))

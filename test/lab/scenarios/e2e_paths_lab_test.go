@@ -131,6 +131,17 @@ func markAt(t *testing.T, load *labkit.IORun, what, kind string) time.Time {
 	return time.Now()
 }
 
+// waitAllUsable waits up to limit for all n paths of the daemon to be
+// usable and returns the path list last read and the milliseconds since
+// since when they were (-1 when they were not).
+func waitAllUsable(d *daemonlab.Daemon, n int, limit time.Duration, since time.Time) ([]daemon.PathView, float64, error) {
+	after, err := d.WaitPaths(limit, func(ps []daemon.PathView) bool { return daemonlab.Usable(ps) == n })
+	if err != nil {
+		return after, -1, err
+	}
+	return after, ms(time.Since(since)), nil
+}
+
 // connected: the path is logged in (carrying I/O, or held down before it
 // does).
 func connected(p daemon.PathView) bool {
@@ -177,11 +188,7 @@ func TestE2EAllPathsShort(t *testing.T) {
 	if flowErr == nil {
 		resume = ms(flowFrom.Sub(tUp))
 	}
-	back := -1.0
-	after, err := d.WaitPaths(allPathsReturnCap, func(ps []daemon.PathView) bool { return daemonlab.Usable(ps) == len(lab.Paths) })
-	if err == nil {
-		back = ms(time.Since(tUp))
-	}
+	after, back, backErr := waitAllUsable(d, len(lab.Paths), allPathsReturnCap, tUp)
 	st := stopLoad(t, load)
 	labkit.SaveTimeline(sc, "", st)
 	sc.Figures(map[string]float64{
@@ -197,9 +204,9 @@ func TestE2EAllPathsShort(t *testing.T) {
 	if flowErr != nil {
 		t.Errorf("I/O did not flow again within %v of the links' return: %v", e2eStallCap, flowErr)
 	}
-	if back < 0 {
+	if backErr != nil {
 		sc.Notef("rdma res show qp:\n%s\nkernel log:\n%s", rdmaQPs(), srplab.KernelLog("allpaths-short inject", "rxe", "srpt", "BUG", "WARNING"))
-		t.Errorf("both paths not usable within %v of the links' return: %s", allPathsReturnCap, daemonlab.PathsString(after))
+		t.Errorf("both paths not usable within %v of the links' return: %v: %s", allPathsReturnCap, backErr, daemonlab.PathsString(after))
 	}
 	if st.Errors != 0 || st.VerifyErrors != 0 {
 		t.Errorf("%d I/O errors, %d verify errors: %s", st.Errors, st.VerifyErrors, st.FirstError)
@@ -252,11 +259,7 @@ func TestE2EAllPathsLong(t *testing.T) {
 	if err := allLinks(lab, lab.LinkUp); err != nil {
 		t.Fatal(err)
 	}
-	readmit := -1.0
-	after, err := d.WaitPaths(allPathsReturnCap, func(ps []daemon.PathView) bool { return daemonlab.Usable(ps) == len(lab.Paths) })
-	if err == nil {
-		readmit = ms(time.Since(tUp))
-	}
+	after, readmit, readmitErr := waitAllUsable(d, len(lab.Paths), allPathsReturnCap, tUp)
 	st := stopLoad(t, load)
 	labkit.SaveTimeline(sc, "", st)
 	if blockRdev(dev.Block) != rdev {
@@ -265,7 +268,7 @@ func TestE2EAllPathsLong(t *testing.T) {
 	// The fresh load: the blocks the first one failed to write hold
 	// unknown data, a new seed and generation table start from scratch.
 	st2 := labkit.IOStats{}
-	if readmit >= 0 {
+	if readmitErr == nil {
 		load2 := startVerifiedLoad(t, dev.Block, 13)
 		time.Sleep(allPathsAfterLoad)
 		st2 = stopLoad(t, load2)
@@ -293,9 +296,9 @@ func TestE2EAllPathsLong(t *testing.T) {
 	if !kept {
 		t.Errorf("%s changed or vanished during the outage", dev.Block)
 	}
-	if readmit < 0 {
+	if readmitErr != nil {
 		sc.Notef("rdma res show qp:\n%s\nkernel log:\n%s", rdmaQPs(), srplab.KernelLog("allpaths-long inject", "rxe", "srpt", "BUG", "WARNING"))
-		t.Fatalf("both paths not usable within %v of the links' return: %s", allPathsReturnCap, daemonlab.PathsString(after))
+		t.Fatalf("both paths not usable within %v of the links' return: %v: %s", allPathsReturnCap, readmitErr, daemonlab.PathsString(after))
 	}
 	if st2.Errors != 0 || st2.VerifyErrors != 0 || st2.IOs() == 0 {
 		t.Errorf("after the paths returned: %v", st2)
