@@ -448,14 +448,9 @@ func e2eFailover(t *testing.T, name string, kind failKind, target time.Duration,
 	if err := injectFault(lab, kind); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), e2eStallCap)
-	flowFrom, flowErr := load.WaitFlowing(ctx, tFail.Add(e2eFlowSettle), e2eStuckAge, e2eFlowSettle)
-	cancel()
+	resume, flowErr := waitResume(context.Background(), load, tFail, tFail.Add(e2eFlowSettle), e2eStallCap, e2eStuckAge, e2eFlowSettle)
 	recovered := flowErr == nil
-	resume := -1.0
-	if recovered {
-		resume = ms(flowFrom.Sub(tFail))
-	} else {
+	if !recovered {
 		sc.Notef("I/O did not flow again within %v of the fault: %v", e2eStallCap, flowErr)
 	}
 	during, err := d.Paths()

@@ -663,14 +663,8 @@ func TestDemo(t *testing.T) {
 	if err := s.lab.LinkDown(victim); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel = context.WithTimeout(t.Context(), demoStallCap)
-	flowFrom, flowErr := load.WaitFlowing(ctx, tFail.Add(demoFlowSettle), demoStuckAge, demoFlowSettle)
-	cancel()
+	resume, flowErr := waitResume(t.Context(), load, tFail, tFail.Add(demoFlowSettle), demoStallCap, demoStuckAge, demoFlowSettle)
 	recovered := flowErr == nil
-	resume := -1.0
-	if recovered {
-		resume = ms(flowFrom.Sub(tFail))
-	}
 	during := pathTable(s.d)
 
 	if err := srplab.Mark("demo restore"); err != nil {

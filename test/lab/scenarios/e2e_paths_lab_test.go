@@ -181,13 +181,7 @@ func TestE2EAllPathsShort(t *testing.T) {
 	if err := allLinks(lab, lab.LinkUp); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), e2eStallCap)
-	flowFrom, flowErr := load.WaitFlowing(ctx, tUp, e2eStuckAge, e2eFlowSettle)
-	cancel()
-	resume := -1.0
-	if flowErr == nil {
-		resume = ms(flowFrom.Sub(tUp))
-	}
+	resume, flowErr := waitResume(context.Background(), load, tUp, tUp, e2eStallCap, e2eStuckAge, e2eFlowSettle)
 	after, back, backErr := waitAllUsable(d, len(lab.Paths), allPathsReturnCap, tUp)
 	st := stopLoad(t, load)
 	labkit.SaveTimeline(sc, "", st)
@@ -461,13 +455,7 @@ func TestE2EAllPathsRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	devs2, waitErr := d2.WaitDevices(1, len(lab.Paths))
-	ctx, cancel := context.WithTimeout(context.Background(), e2eStallCap)
-	flowFrom, flowErr := load.WaitFlowing(ctx, tUp, e2eStuckAge, e2eFlowSettle)
-	cancel()
-	resume := -1.0
-	if flowErr == nil {
-		resume = ms(flowFrom.Sub(tUp))
-	}
+	resume, flowErr := waitResume(context.Background(), load, tUp, tUp, e2eStallCap, e2eStuckAge, e2eFlowSettle)
 	st := stopLoad(t, load)
 	labkit.SaveTimeline(sc, "", st)
 	kept = kept && blockRdev(dev.Block) == rdev && waitErr == nil && len(devs2) == 1 && devs2[0].Block == dev.Block

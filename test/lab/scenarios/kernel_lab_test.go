@@ -242,17 +242,11 @@ func kernelFailover(t *testing.T, sc *labkit.Scenario, k *kernelStack, kind fail
 	if err := k.fail(kind); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), stallCap)
-	flowFrom, flowErr := load.WaitFlowing(ctx, tFail.Add(flowSettle), stuckAge, flowSettle)
-	cancel()
+	resume, flowErr := waitResume(context.Background(), load, tFail, tFail.Add(flowSettle), stallCap, stuckAge, flowSettle)
 	flowing := time.Since(tFail)
 	during := fmt.Sprintf("rport of path 0: state=%s failed_reconnects=%s; %s",
 		k.paths[0].RPortAttr("state"), k.paths[0].RPortAttr("failed_reconnects"), oneLine(k.lab.MultipathState(k.lu)))
 	recovered := flowErr == nil
-	resume := -1.0 // I/O did not flow again within stallCap
-	if recovered {
-		resume = ms(flowFrom.Sub(tFail))
-	}
 	if !recovered {
 		sc.Notef("I/O did not flow again within %v of the fault: %v", stallCap, flowErr)
 	}
@@ -264,7 +258,7 @@ func kernelFailover(t *testing.T, sc *labkit.Scenario, k *kernelStack, kind fail
 	if err := k.restore(kind); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), stopCap)
+	ctx, cancel := context.WithTimeout(context.Background(), stopCap)
 	st, stopErr := load.Stop(ctx)
 	cancel()
 	stopped = true
@@ -314,6 +308,20 @@ func kernelFailover(t *testing.T, sc *labkit.Scenario, k *kernelStack, kind fail
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// waitResume waits at most limit for the load's I/O to flow again
+// (labkit.IORun.WaitFlowing from notBefore, with stuck and settle) and
+// returns the milliseconds from ref to the moment it flowed from, or -1 and
+// the error when it did not.
+func waitResume(ctx context.Context, load *labkit.IORun, ref, notBefore time.Time, limit, stuck, settle time.Duration) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	from, err := load.WaitFlowing(ctx, notBefore, stuck, settle)
+	if err != nil {
+		return -1, err
+	}
+	return ms(from.Sub(ref)), nil
+}
 
 func b2f(b bool) float64 {
 	if b {
